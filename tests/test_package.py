@@ -1,0 +1,62 @@
+"""The package's public surface and import-time promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+import cyberun
+
+OPTIONAL_LIBRARIES = ("requests", "urllib3", "tqdm", "rich", "httpx")
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return set(json.loads(out))
+
+
+def test_import_loads_no_http_or_display_library() -> None:
+    loaded = _modules_after("import cyberun")
+    for name in OPTIONAL_LIBRARIES:
+        assert name not in loaded, f"import cyberun imported {name}"
+
+
+def test_import_defers_everything_but_errors() -> None:
+    loaded = {m for m in _modules_after("import cyberun") if m.startswith("cyberun")}
+    assert loaded == {"cyberun", "cyberun._version", "cyberun.errors"}
+
+
+def test_all_matches_public_names() -> None:
+    # As httpx does: every public object defined by the package is exported,
+    # and everything exported exists.
+    defined_here = {
+        name
+        for name, value in vars(cyberun).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("cyberun")
+    }
+    exported = set(cyberun.__all__) - {"__version__"}
+    assert defined_here <= exported
+    assert all(hasattr(cyberun, name) for name in cyberun.__all__)
+    assert len(cyberun.__all__) == len(set(cyberun.__all__))
+
+
+@pytest.mark.parametrize("name", [n for n in cyberun.__all__ if n != "__version__"])
+def test_every_public_name_resolves_and_is_documented(name: str) -> None:
+    value = getattr(cyberun, name)
+    assert value.__doc__, f"{name} has no docstring"
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        cyberun.Nope  # noqa: B018
+
+
+def test_version_has_a_single_source() -> None:
+    assert metadata.version("cyberun") == cyberun.__version__
