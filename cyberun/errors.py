@@ -312,12 +312,19 @@ class SSELimitError(StreamError):
     Attributes:
         limit: the limit that was exceeded, in bytes.
         kind: ``"line"`` or ``"event"``.
+        events: the events completed before the limit was reached that the
+            raising call has not delivered (``SSEParser.feed`` returns none
+            when it raises; ``iter_events`` yields them first and leaves this
+            empty), so that nothing valid is lost.
     """
 
-    def __init__(self, message: str, *, limit: int = 0, kind: str = "") -> None:
+    def __init__(
+        self, message: str, *, limit: int = 0, kind: str = "", events: Sequence[Any] = ()
+    ) -> None:
         super().__init__(message)
         self.limit = limit
         self.kind = kind
+        self.events = list(events)
 
 
 class InvalidSignature(CyberunError, ValueError):

@@ -1,0 +1,417 @@
+"""Benchmark: cyberun's SSE parser against the Python SSE parsers people use.
+
+Every parser gets the same corpora, pre-split into the same chunks, in the
+same run, and is driven through its own real code path:
+
+- cyberun      ``cyberun.sse.SSEParser``
+- floor        a bare ``bytes.split`` parser (LF only, no id/retry, tuples out):
+               the speed limit for pure-Python parsing, not a correct parser
+- ld           launchdarkly-eventsource: ``_BufferedLineReader`` + ``_SSEReader``
+- httpx-sse    ``SSEDecoder`` behind the line splitting httpx-sse uses
+               (httpx's incremental UTF-8 text decoding, then ``SSELineDecoder``)
+- sseclient    sseclient-py's ``SSEClient``
+- requests-sse ``requests_sse.EventSource`` over requests' ``iter_lines``
+- naive        the ``iter_lines`` + ``startswith`` loop from the Cyberun docs
+
+Throughput is the best of several repeats (the machine is noisy); ratios are
+against the fastest correct peer measured in the same run. Peak memory comes
+from a separate tracemalloc pass. Every parser's events are compared with
+cyberun's: a peer that yields different events is reported as wrong.
+
+    python benchmarks/sse_parsers.py            # full run
+    python benchmarks/sse_parsers.py --quick    # smaller corpora, fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import gc
+import json
+import platform
+import sys
+import time
+import tracemalloc
+from collections import deque
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+Event = Tuple[str, str]  # (type, data): what every parser can report
+
+# --- corpora ----------------------------------------------------------------
+
+
+def cyberun_stream(tasks: int, crlf: bool = False) -> bytes:
+    """Realistic task streams: status changes, progress ticks, keep-alives, completion."""
+    out: List[str] = []
+    for t in range(tasks):
+        task_id = f"019abc12-9012-7890-abcd-{t:012d}"
+        for status in ("pending", "waiting", "queued", "running"):
+            payload = {"task_id": task_id, "status": status, "timestamp": "2026-02-01T14:30:05Z"}
+            out.append(f"event: status\ndata: {json.dumps(payload)}\n\n")
+        for step in range(1, 201):
+            payload = {
+                "task_id": task_id,
+                "progress": round(step / 200, 4),
+                "step_current": step,
+                "step_total": 200,
+                "current_node": "3",
+                "timestamp": "2026-02-01T14:30:10.123456Z",
+            }
+            out.append(f"event: progress\ndata: {json.dumps(payload)}\n\n")
+            if step % 20 == 0:
+                out.append(": keep-alive\n\n")
+        done = {
+            "task_id": task_id,
+            "status": "completed",
+            "completed_at": "2026-02-01T14:31:30Z",
+            "output": {"storage_key": f"tasks/{task_id}/output_00001_.png", "image_count": 1},
+        }
+        out.append(f"event: completed\ndata: {json.dumps(done)}\n\n")
+    text = "".join(out)
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    return text.encode()
+
+
+def corpora(quick: bool) -> Dict[str, bytes]:
+    scale = 1 if quick else 4
+    return {
+        "cyberun": cyberun_stream(10 * scale),
+        "cyberun-crlf": cyberun_stream(10 * scale, crlf=True),
+        "tiny": b"data: x\n\n" * (50_000 * scale),
+        "large-lines": b"".join(
+            b"data: " + bytes([97 + i % 26]) * (256 * 1024) + b"\n\n" for i in range(2 * scale)
+        ),
+        "multiline": b"".join(
+            b"event: log\n"
+            + b"".join(
+                b"data: line %d of a multi-line event, padded to size\n" % j for j in range(10)
+            )
+            + b"\n"
+            for _ in range(2_000 * scale)
+        ),
+        "small": cyberun_stream(1)[:65536].rsplit(b"\n\n", 1)[0] + b"\n\n",
+    }
+
+
+CHUNK_SIZES = {
+    "cyberun": [64, 1024, 8192, 65536],
+    "cyberun-crlf": [64, 8192],
+    "tiny": [64, 1024, 8192, 65536],
+    "large-lines": [64, 8192, 65536],
+    "multiline": [64, 8192],
+    "small": [1],
+}
+
+
+def chunked(data: bytes, size: int) -> List[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+# --- parsers ------------------------------------------------------------------
+# Each entry makes an iterator of the parser's own native output from the
+# chunks (timed), and turns one item into a (type, data) pair or None for
+# non-events such as comments (used only for the correctness check).
+
+Native = Callable[[Sequence[bytes]], Iterator[object]]
+
+
+def native_cyberun(chunks: Sequence[bytes]) -> Iterator[object]:
+    """cyberun's parser through iter_events, its API for chunk iterables."""
+    from cyberun.sse import iter_events
+
+    return iter_events(chunks)
+
+
+def native_cyberun_feed(chunks: Sequence[bytes]) -> Iterator[object]:
+    """cyberun's parser through SSEParser.feed, one call per chunk."""
+    from cyberun.sse import SSEParser
+
+    parser = SSEParser()
+    feed = parser.feed
+    for chunk in chunks:
+        yield from feed(chunk)
+    parser.close()
+
+
+def native_floor(chunks: Sequence[bytes]) -> Iterator[object]:
+    """The split floor: one split per chunk, LF only, no id/retry. Not spec-complete."""
+    pending = b""
+    for chunk in chunks:
+        buffer = pending + chunk if pending else chunk
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            pending = buffer
+            continue
+        pending = buffer[end + 2 :]
+        for block in buffer[:end].decode("utf-8", "replace").split("\n\n"):
+            event_type = "message"
+            data = []
+            for line in block.split("\n"):
+                if line.startswith("data:"):
+                    data.append(line[6:] if line[5:6] == " " else line[5:])
+                elif line.startswith("event:"):
+                    event_type = line[7:] if line[6:7] == " " else line[6:]
+            if data:
+                yield event_type, "\n".join(data)
+
+
+def native_ld(chunks: Sequence[bytes]) -> Iterator[object]:
+    """launchdarkly-eventsource's public API: SSEClient(...).events over the chunks."""
+    from ld_eventsource import SSEClient
+    from ld_eventsource.config import ConnectionClient, ConnectionResult, ConnectStrategy
+    from ld_eventsource.config.error_strategy import ErrorStrategy
+
+    class Client(ConnectionClient):
+        def connect(self, last_event_id: Optional[str]) -> ConnectionResult:
+            return ConnectionResult(iter(chunks), None)
+
+    class Strategy(ConnectStrategy):
+        def create_client(self, logger: object) -> ConnectionClient:
+            return Client()
+
+    client = SSEClient(connect=Strategy(), error_strategy=ErrorStrategy.always_fail())
+    return iter(client.events)
+
+
+def native_ld_reader(chunks: Sequence[bytes]) -> Iterator[object]:
+    """launchdarkly's private reader classes alone: a reference, not what users run."""
+    from ld_eventsource.reader import _BufferedLineReader, _SSEReader
+
+    return _SSEReader(_BufferedLineReader.lines_from(chunks)).events_and_comments()
+
+
+def _ld_pair(item: object) -> Optional[Event]:
+    from ld_eventsource.actions import Event as LDEvent
+
+    return (item.event, item.data) if isinstance(item, LDEvent) else None  # type: ignore[attr-defined]
+
+
+def _httpx_text(chunks: Iterable[bytes]) -> Iterator[str]:
+    # httpx's Response.iter_text(): an incremental UTF-8 decoder with replacement.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if text:
+            yield text
+    tail = decoder.decode(b"", True)
+    if tail:
+        yield tail
+
+
+def native_httpx_sse(chunks: Sequence[bytes]) -> Iterator[object]:
+    """httpx-sse's EventSource.iter_sse() pipeline over the same text decoding."""
+    from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+    lines = SSELineDecoder()
+    decoder = SSEDecoder()
+    for text in _httpx_text(chunks):
+        for line in lines.decode(text):
+            sse = decoder.decode(line.rstrip("\n"))
+            if sse is not None:
+                yield sse
+
+
+def native_sseclient(chunks: Sequence[bytes]) -> Iterator[object]:
+    import sseclient
+
+    return sseclient.SSEClient(iter(chunks)).events()
+
+
+def _requests_response(chunks: Sequence[bytes]):  # type: ignore[no-untyped-def]
+    import requests
+
+    response = requests.Response()
+    response.status_code = 200
+    response.iter_content = lambda chunk_size=1, decode_unicode=False: iter(chunks)  # type: ignore[method-assign]
+    return response
+
+
+def native_requests_sse(chunks: Sequence[bytes]) -> Iterator[object]:
+    from datetime import timedelta
+
+    from requests_sse.client import EventSource, ReadyState
+
+    source = EventSource.__new__(EventSource)
+    source._response = _requests_response(chunks)
+    source._data_generator = source._response.iter_lines()
+    source._event_type = source._event_data = None
+    source._event_id = source._last_event_id = ""
+    source._origin = ""
+    source._on_open = source._on_message = source._on_error = None
+    source._ready_state = ReadyState.OPEN
+    source._reconnection_time = source._orginal_reconnection_time = timedelta(0)
+    source._max_connect_retry = 0
+    source._url = "http://bench.invalid"
+
+    def end_of_stream(*args: object) -> None:
+        raise StopIteration  # instead of reconnecting at the end of the corpus
+
+    source.connect = end_of_stream
+    return iter(source)
+
+
+def native_naive(chunks: Sequence[bytes]) -> Iterator[object]:
+    """The loop from the Cyberun documentation (seed 002), without json.loads."""
+    event_type = None
+    for raw in _requests_response(chunks).iter_lines():
+        line = raw.decode()
+        if not line:
+            continue
+        if line.startswith("event:"):
+            event_type = line[6:].strip()
+        elif line.startswith("data:"):
+            yield event_type or "message", line[5:].strip()
+
+
+def _event_data(item: object) -> Optional[Event]:
+    return (item.event, item.data)  # type: ignore[attr-defined]
+
+
+def _same(item: object) -> Optional[Event]:
+    return item  # type: ignore[return-value]
+
+
+PARSERS: Dict[str, Tuple[Native, Callable[[object], Optional[Event]]]] = {
+    "cyberun": (native_cyberun, _event_data),
+    "cyberun-feed": (native_cyberun_feed, _event_data),
+    "floor": (native_floor, _same),
+    "ld": (native_ld, _ld_pair),
+    "ld-reader": (native_ld_reader, _ld_pair),
+    "httpx-sse": (native_httpx_sse, _event_data),
+    "sseclient": (native_sseclient, _event_data),
+    "requests-sse": (native_requests_sse, lambda e: (e.type, e.data)),  # type: ignore[attr-defined]
+    "naive": (native_naive, _same),
+}
+# The existing parsers the targets compare with, each through the API its
+# users call. Reported too, with their own ratios: launchdarkly's private
+# reader classes (faster than its public API, but no user calls them) and
+# the naive loop (not a parser: one "event" per data line, no multi-line
+# data; but it is what the Cyberun docs suggest).
+PEERS = ["ld", "httpx-sse", "sseclient", "requests-sse"]
+
+# --- measurement --------------------------------------------------------------
+
+
+def events_of(name: str, chunks: Sequence[bytes]) -> List[Event]:
+    native, to_pair = PARSERS[name]
+    return [pair for pair in map(to_pair, native(chunks)) if pair is not None]
+
+
+def best_times(
+    parsers: Dict[str, Native], chunks: Sequence[bytes], repeats: int, budget: float
+) -> Dict[str, float]:
+    """Best time of each parser, measured round-robin so load changes hit all alike."""
+    best = dict.fromkeys(parsers, float("inf"))
+    spent = 0.0
+    for _ in range(repeats):
+        for name, parser in parsers.items():
+            gc.collect()
+            start = time.perf_counter()
+            deque(parser(chunks), maxlen=0)
+            elapsed = time.perf_counter() - start
+            best[name] = min(best[name], elapsed)
+            spent += elapsed
+        if spent > budget * len(parsers):
+            break
+    return best
+
+
+def peak_memory(parser: Native, chunks: Sequence[bytes]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        deque(parser(chunks), maxlen=0)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def check(name: str, events: List[Event], expected: List[Event]) -> Optional[str]:
+    if events == expected:
+        return None
+    if len(events) != len(expected):
+        return f"{len(events)} events instead of {len(expected)}"
+    first = next(i for i, (a, b) in enumerate(zip(events, expected)) if a != b)
+    return f"event {first} differs: {events[first]!r:.60} vs {expected[first]!r:.60}"
+
+
+def run(quick: bool, only: Optional[List[str]]) -> int:
+    repeats = 3 if quick else 7
+    budget = 2.0 if quick else 8.0
+    print(f"# SSE parser benchmark: Python {platform.python_version()} on {platform.machine()}")
+    print(f"# command: python benchmarks/sse_parsers.py{' --quick' if quick else ''}")
+    print("# MB/s and events/s are the best of the repeats; 'x fastest peer' compares with the")
+    print("# fastest peer that produced the right events for that row; '-' = wrong events.")
+    print()
+    columns = ["corpus", "chunk", "parser", "MB/s", "events/s", "peak KiB"]
+    columns += ["x fastest peer", "x naive", "notes"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    failures = 0
+    data_sets = corpora(quick)
+    quadratic: Dict[int, float] = {}
+    for corpus, data in data_sets.items():
+        if only and corpus not in only:
+            continue
+        for size in CHUNK_SIZES[corpus]:
+            chunks = chunked(data, size)
+            expected = events_of("cyberun", chunks)
+            rows = []
+            problems: Dict[str, Optional[str]] = {}
+            for name in PARSERS:
+                try:
+                    problems[name] = check(name, events_of(name, chunks), expected)
+                except Exception as exc:  # a peer that crashes is reported, not fatal
+                    rows.append((name, None, None, f"crashed: {type(exc).__name__}: {exc}"[:80]))
+            runnable = {n: PARSERS[n][0] for n in problems}
+            times = best_times(runnable, chunks, repeats, budget)
+            for name in problems:
+                rows.append(
+                    (name, times[name], peak_memory(runnable[name], chunks), problems[name])
+                )
+            rows.sort(key=lambda row: list(PARSERS).index(row[0]))
+            peer_times = [s for n, s, _, p in rows if n in PEERS and s is not None and p is None]
+            fastest_peer = min(peer_times) if peer_times else None
+            naive = next((s for n, s, _, p in rows if n == "naive" and p is None), None)
+            for name, seconds, peak, problem in rows:
+                if seconds is None:
+                    print(f"| {corpus} | {size} | {name} | - | - | - | - | - | {problem} |")
+                    continue
+                mbps = len(data) / seconds / 1e6
+                eps = len(expected) / seconds
+                ratio = (
+                    f"{fastest_peer / seconds:.2f}" if fastest_peer and problem is None else "-"
+                )
+                versus_naive = f"{naive / seconds:.2f}" if naive and problem is None else "-"
+                note = f"WRONG: {problem}" if problem else ""
+                if name == "floor" and problem:
+                    note = f"(not spec-complete) {problem}"
+                print(
+                    f"| {corpus} | {size} | {name} | {mbps:.1f} | {eps:,.0f} | "
+                    f"{(peak or 0) / 1024:,.0f} | {ratio} | {versus_naive} | {note} |"
+                )
+                if name == "cyberun" and corpus == "large-lines":
+                    quadratic[size] = seconds
+            sys.stdout.flush()
+    if 64 in quadratic and 65536 in quadratic:
+        share = quadratic[65536] / quadratic[64]
+        print()
+        print(
+            f"Quadratic check: 256 KiB lines in 64-byte chunks run at {share:.0%} of the "
+            "speed of 64 KiB chunks (target: at least 10%)."
+        )
+        failures += share < 0.10
+    return failures
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller corpora, fewer repeats")
+    parser.add_argument("--corpus", action="append", help="run only this corpus (repeatable)")
+    args = parser.parse_args(argv)
+    return run(args.quick, args.corpus)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,466 @@
+"""Example tests for every rule of the standard, each run three ways.
+
+`parse` feeds the input whole, then one byte at a time, then whole followed by
+an unterminated event that must stay buffered (and come out once finished),
+and asserts that all three agree before returning the events.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import pytest
+
+from cyberun.errors import SSELimitError, StreamError
+from cyberun.sse import (
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_MAX_LINE_SIZE,
+    ServerSentEvent,
+    SSEParser,
+    iter_events,
+)
+
+TRAILER = b"data: still buffered"
+
+
+def _whole(data: bytes, **limits: int) -> List[ServerSentEvent]:
+    parser = SSEParser(**limits)
+    return parser.feed(data) + parser.close()
+
+
+def _bytewise(data: bytes, **limits: int) -> List[ServerSentEvent]:
+    parser = SSEParser(**limits)
+    events: List[ServerSentEvent] = []
+    for i in range(len(data)):
+        events += parser.feed(data[i : i + 1])
+    return events + parser.close()
+
+
+def parse(data: bytes) -> List[ServerSentEvent]:
+    whole = _whole(data)
+    assert _bytewise(data) == whole, "byte-at-a-time differs from whole input"
+    # Trailing data must stay buffered, then complete normally. The trailer is
+    # only meaningful after a line end, so give it one if the input lacks it.
+    parser = SSEParser()
+    prefix = data if data.endswith((b"\n", b"\r")) else data + b"\n"
+    head = parser.feed(prefix)
+    pending = parser.feed(TRAILER)
+    assert pending == []
+    assert head == _whole(prefix)
+    finished = parser.feed(b"\n\n")
+    assert [e.data for e in finished][-1:] == ["still buffered"]
+    return whole
+
+
+def ev(
+    data: str, event: str = "message", id: str = "", retry: Optional[int] = None
+) -> ServerSentEvent:
+    return ServerSentEvent(event=event, data=data, id=id, retry=retry)
+
+
+# --- the event value ---------------------------------------------------------
+
+
+def test_event_defaults_and_immutability() -> None:
+    event = ServerSentEvent()
+    assert (event.event, event.data, event.id, event.retry) == ("message", "", "", None)
+    with pytest.raises(AttributeError):
+        event.data = "x"  # type: ignore[misc]
+
+
+# --- line framing (9.2.5) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_line_ends_lf_crlf_and_cr(end: bytes) -> None:
+    stream = b"event: a" + end + b"data: 1" + end + end
+    assert parse(stream) == [ev("1", event="a")]
+
+
+def test_mixed_line_ends_in_one_stream() -> None:
+    assert parse(b"data: a\r\ndata: b\rdata: c\n\r\n") == [ev("a\nb\nc")]
+
+
+def test_cr_and_lf_in_different_chunks_are_one_line_end() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: x\r") == []
+    # The LF completes the CRLF started by the CR: still only one line end.
+    assert parser.feed(b"\n") == []
+    assert parser.feed(b"\r") == [ev("x")]
+    assert parser.feed(b"\n") == []
+
+
+def test_cr_then_cr_is_two_line_ends() -> None:
+    assert parse(b"data: x\r\r") == [ev("x")]
+
+
+def test_event_ending_in_cr_is_dispatched_without_waiting_for_more() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: x\r\r") == [ev("x")]
+
+
+def test_utf8_decoded_with_replacement() -> None:
+    assert parse(b"data: caf\xc3\xa9 \xff \xe2\x82\n\n") == [ev("café \ufffd \ufffd")]
+
+
+def test_multibyte_character_split_across_chunks() -> None:
+    snowman = "☃".encode()
+    parser = SSEParser()
+    assert parser.feed(b"data: " + snowman[:1]) == []
+    assert parser.feed(snowman[1:2]) == []
+    assert parser.feed(snowman[2:] + b"\n\n") == [ev("☃")]
+
+
+def test_one_leading_bom_is_stripped() -> None:
+    assert parse(b"\xef\xbb\xbfdata: x\n\n") == [ev("x")]
+
+
+def test_bom_split_across_chunks_is_stripped() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"\xef") == []
+    assert parser.feed(b"\xbb") == []
+    assert parser.feed(b"\xbfdata: x\n\n") == [ev("x")]
+
+
+def test_second_bom_is_kept_as_part_of_the_field_name() -> None:
+    # After the first BOM is stripped, a second one starts the field name
+    # "\ufeffdata", which is unknown and ignored.
+    assert parse(b"\xef\xbb\xbf\xef\xbb\xbfdata: x\n\ndata: y\n\n") == [ev("y")]
+
+
+def test_bom_later_in_the_stream_is_kept() -> None:
+    assert parse(b"data: \xef\xbb\xbfx\n\n") == [ev("\ufeffx")]
+
+
+def test_partial_bom_that_is_not_a_bom_is_decoded() -> None:
+    assert parse(b"\xef\xbbdata: x\n\ndata: y\n\n") == [ev("y")]
+
+
+# --- interpretation (9.2.6) --------------------------------------------------
+
+
+def test_comment_lines_are_ignored() -> None:
+    assert parse(b": keep-alive\n:\ndata: x\n: inside\n\n") == [ev("x")]
+
+
+def test_comment_only_stream_dispatches_nothing() -> None:
+    assert parse(b": ping\n\n: ping\n\n") == []
+
+
+def test_field_without_colon_has_empty_value() -> None:
+    assert parse(b"data\n\n") == [ev("")]
+    assert parse(b"data\ndata\n\n") == [ev("\n")]
+
+
+def test_one_leading_space_is_removed_and_only_one() -> None:
+    assert parse(b"data:x\n\n") == [ev("x")]
+    assert parse(b"data: x\n\n") == [ev("x")]
+    assert parse(b"data:  x\n\n") == [ev(" x")]
+    assert parse(b"data:\tx\n\n") == [ev("\tx")]
+
+
+def test_value_keeps_later_colons() -> None:
+    assert parse(b'data: {"a":"b:c"}\n\n') == [ev('{"a":"b:c"}')]
+
+
+def test_multiline_data_is_joined_with_lf() -> None:
+    assert parse(b"data: a\ndata:\ndata: c\n\n") == [ev("a\n\nc")]
+
+
+def test_empty_data_line_dispatches_an_empty_event() -> None:
+    assert parse(b"data:\n\n") == [ev("")]
+
+
+def test_event_type_defaults_to_message() -> None:
+    assert parse(b"data: x\n\n")[0].event == "message"
+
+
+def test_empty_event_type_means_message() -> None:
+    assert parse(b"event:\ndata: x\n\n") == [ev("x")]
+
+
+def test_event_type_is_reset_after_each_event() -> None:
+    assert parse(b"event: a\ndata: 1\n\ndata: 2\n\n") == [ev("1", event="a"), ev("2")]
+
+
+def test_empty_data_dispatches_nothing_but_resets_the_type() -> None:
+    assert parse(b"event: a\n\ndata: x\n\n") == [ev("x")]
+
+
+def test_field_names_are_case_sensitive() -> None:
+    assert parse(b"Data: x\nEVENT: y\ndata: z\n\n") == [ev("z")]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert parse(b"foo: bar\ndata: x\nbaz\n\n") == [ev("x")]
+
+
+def test_id_persists_across_events() -> None:
+    assert parse(b"id: 1\ndata: a\n\ndata: b\n\nid: 2\ndata: c\n\n") == [
+        ev("a", id="1"),
+        ev("b", id="1"),
+        ev("c", id="2"),
+    ]
+
+
+def test_empty_id_resets_the_last_event_id() -> None:
+    assert parse(b"id: 1\ndata: a\n\nid\ndata: b\n\n") == [ev("a", id="1"), ev("b", id="")]
+
+
+def test_id_with_nul_is_ignored() -> None:
+    assert parse(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n") == [
+        ev("a", id="1"),
+        ev("b", id="1"),
+    ]
+
+
+def test_retry_with_ascii_digits_sets_reconnection_time() -> None:
+    events = parse(b"retry: 1500\ndata: a\n\ndata: b\n\n")
+    assert events == [ev("a", retry=1500), ev("b")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"  10", b" 10 ", b"1.5", b"-1", b"+1", b"1e3", "٣".encode(), b"18446744073709551616"],
+)
+def test_retry_that_is_not_all_ascii_digits_is_ignored(value: bytes) -> None:
+    parser = SSEParser()
+    events = parser.feed(b"retry:" + value + b"\ndata: x\n\n")
+    assert events == [ev("x")]
+    assert parser.retry is None
+
+
+def test_largest_retry_is_accepted() -> None:
+    assert parse(b"retry: 18446744073709551615\ndata: x\n\n")[0].retry == 2**64 - 1
+
+
+def test_very_long_retry_value_is_ignored_without_error() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"retry: " + b"9" * 10_000 + b"\ndata: x\n\n") == [ev("x")]
+    assert parser.retry is None
+
+
+def test_retry_applies_even_to_an_event_that_is_not_dispatched() -> None:
+    parser = SSEParser()
+    parser.feed(b"retry: 700\n\n")
+    assert parser.retry == 700
+
+
+def test_unterminated_event_is_discarded_at_close() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: done\n\ndata: partial\n") == [ev("done")]
+    assert parser.close() == []
+
+
+def test_unterminated_last_line_is_discarded_at_close() -> None:
+    assert list(iter_events([b"data: a\n\ndata: b"])) == [ev("a")]
+
+
+def test_feed_after_close_raises_a_clear_error() -> None:
+    parser = SSEParser()
+    parser.close()
+    with pytest.raises(StreamError, match="after close"):
+        parser.feed(b"data: x\n\n")
+
+
+def test_close_twice_is_harmless() -> None:
+    parser = SSEParser()
+    assert parser.close() == []
+    assert parser.close() == []
+
+
+def test_empty_chunks_are_harmless() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"") == []
+    assert parser.feed(b"data: x\n") == []
+    assert parser.feed(b"") == []
+    assert parser.feed(b"\n") == [ev("x")]
+
+
+# --- state for the reconnecting layer ----------------------------------------
+
+
+def test_last_event_id_follows_event_boundaries() -> None:
+    parser = SSEParser()
+    parser.feed(b"id: 1\ndata: a\n\n")
+    assert parser.last_event_id == "1"
+    # An id line in an event that has not completed does not count yet.
+    parser.feed(b"id: 2\ndata: b\n")
+    assert parser.last_event_id == "1"
+    parser.feed(b"\n")
+    assert parser.last_event_id == "2"
+
+
+def test_last_event_id_set_by_a_block_without_data() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"id: 5\n\n") == []
+    assert parser.last_event_id == "5"
+
+
+def test_last_event_id_survives_an_interrupted_event_across_chunks() -> None:
+    parser = SSEParser()
+    parser.feed(b"id: 1\ndata: a\n\nid: 2\n")
+    assert parser.last_event_id == "1"
+    parser.feed(b"data: b\n\nid: 3\ndata: c\n")
+    assert parser.last_event_id == "2"
+
+
+# --- documented streams --------------------------------------------------------
+
+
+def test_the_documented_cyberun_stream() -> None:
+    stream = (
+        b'event: status\ndata: {"task_id":"...","status":"running","timestamp":"..."}\n\n'
+        b'event: progress\ndata: {"task_id":"...","progress":0.35,"current_node":"3",'
+        b'"step_current":7,"step_total":20,"timestamp":"..."}\n\n'
+        b'event: completed\ndata: {"task_id":"...","status":"completed","output":{}}\n\n'
+    )
+    events = parse(stream)
+    assert [e.event for e in events] == ["status", "progress", "completed"]
+    assert events[1].data.startswith('{"task_id":"...","progress":0.35')
+
+
+def test_pretty_printed_json_from_the_docs_follows_the_standard() -> None:
+    # Seed 002 shows JSON spread over lines without a data: prefix on each.
+    # By the standard those lines are fields with unknown names: ignored.
+    stream = b'event: progress\ndata: {\n"task_id":"...",\n"progress":0.35\n}\n\n'
+    assert parse(stream) == [ev("{", event="progress")]
+
+
+# --- limits -----------------------------------------------------------------
+
+
+def test_defaults_are_generous() -> None:
+    assert DEFAULT_MAX_LINE_SIZE >= 16 * 1024 * 1024
+    assert DEFAULT_MAX_EVENT_SIZE >= DEFAULT_MAX_LINE_SIZE
+
+
+def test_a_one_mebibyte_data_line_is_fine_by_default() -> None:
+    payload = b"x" * (1024 * 1024)
+    assert list(iter_events([b"data: ", payload, b"\n\n"])) == [ev(payload.decode())]
+
+
+@pytest.mark.parametrize("feed", [_whole, _bytewise])
+def test_line_at_the_limit_is_accepted(feed) -> None:  # type: ignore[no-untyped-def]
+    line = b"data: " + b"x" * 94  # exactly 100 bytes
+    assert feed(line + b"\n\n", max_line_size=100) == [ev("x" * 94)]
+
+
+@pytest.mark.parametrize("feed", [_whole, _bytewise])
+def test_line_over_the_limit_raises(feed) -> None:  # type: ignore[no-untyped-def]
+    line = b"data: " + b"x" * 95  # 101 bytes
+    with pytest.raises(SSELimitError, match="line exceeded the limit of 100 bytes") as info:
+        feed(line + b"\n\n", max_line_size=100)
+    assert (info.value.kind, info.value.limit) == ("line", 100)
+
+
+def test_endless_line_raises_before_growing_past_the_limit() -> None:
+    parser = SSEParser(max_line_size=1000)
+    fed = 0
+    with pytest.raises(SSELimitError):  # noqa: PT012 - the loop is the stream
+        for _ in range(100):
+            fed += 64
+            parser.feed(b"x" * 64)
+    assert fed <= 1000 + 64
+
+
+@pytest.mark.parametrize("feed", [_whole, _bytewise])
+def test_event_over_the_limit_raises(feed) -> None:  # type: ignore[no-untyped-def]
+    stream = b"data: " + b"a" * 40 + b"\n" + b"data: " + b"b" * 40 + b"\n\n"  # 94 bytes
+    assert feed(stream, max_event_size=94) == [ev("a" * 40 + "\n" + "b" * 40)]
+    with pytest.raises(SSELimitError, match="event exceeded") as info:
+        feed(stream, max_event_size=93)
+    assert info.value.kind == "event"
+
+
+def test_many_small_events_never_trip_the_event_limit() -> None:
+    stream = b"data: x\n\n" * 1000
+    assert len(_whole(stream, max_event_size=20, max_line_size=20)) == 1000
+
+
+def test_limit_error_carries_the_events_completed_before_it() -> None:
+    parser = SSEParser(max_line_size=20)
+    with pytest.raises(SSELimitError) as info:
+        parser.feed(b"data: a\n\ndata: b\n\ndata: " + b"x" * 30)
+    assert info.value.events == [ev("a"), ev("b")]
+
+
+def test_limit_error_closes_the_parser() -> None:
+    parser = SSEParser(max_line_size=10)
+    with pytest.raises(SSELimitError):
+        parser.feed(b"data: 0123456789\n")
+    with pytest.raises(StreamError):
+        parser.feed(b"data: x\n\n")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_limits_must_be_positive_ints(bad: object) -> None:
+    with pytest.raises(ValueError, match="positive int"):
+        SSEParser(max_line_size=bad)  # type: ignore[arg-type]
+
+
+# --- regressions found by the hypothesis properties ---------------------------
+
+
+def test_cr_then_a_line_in_small_chunks_through_iter_events() -> None:
+    # A CR at the end of one chunk, then a line arriving in pieces: the LF
+    # that ends that line is not the CR's pair.
+    chunks = [b"data: a\r", b"\r", b"d", b"ata: b", b"\n", b"\n"]
+    assert list(iter_events(chunks)) == [ev("a"), ev("b")]
+
+
+def test_event_size_counts_every_line_since_the_last_blank_line() -> None:
+    stream = b"123\ndata\n\n"  # an ignored field, then data: 9 bytes before the blank
+    for feed in (_whole, _bytewise):
+        assert feed(stream, max_event_size=9) == [ev("")]
+        with pytest.raises(SSELimitError):
+            feed(stream, max_event_size=8)
+
+
+# --- memory -----------------------------------------------------------------
+
+
+def _traced(fn) -> tuple:  # type: ignore[no-untyped-def,type-arg]
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_on_an_endless_stream_of_small_events() -> None:
+    import tracemalloc
+
+    parser = SSEParser()
+    block = b'event: progress\ndata: {"progress": 0.5, "step_current": 10}\n\n: ping\n\n' * 100
+    for _ in range(50):  # warm up
+        parser.feed(block)
+    tracemalloc.start()
+    try:
+        for _ in range(1000):
+            parser.feed(block)
+        after_1000, peak_1000 = tracemalloc.get_traced_memory()
+        for _ in range(4000):
+            parser.feed(block)
+        after_5000, peak_5000 = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Four times more events add nothing: a leak of even one byte per call
+    # (4,000 bytes here) would show.
+    assert after_5000 <= after_1000 + 2048
+    assert peak_5000 <= peak_1000 + 2048
+
+
+def test_one_large_event_costs_at_most_about_three_times_its_size() -> None:
+    size = 4 * 1024 * 1024
+    chunks = [b"data: "] + [b"x" * 65536] * (size // 65536) + [b"\n\n"]
+
+    def parse() -> int:
+        return sum(len(e.data) for e in iter_events(iter(chunks)))
+
+    parsed, (_, peak) = _traced(parse)
+    assert parsed == size
+    assert peak <= 3.2 * size
