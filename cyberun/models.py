@@ -1,0 +1,543 @@
+"""The API's data, as frozen attrs classes.
+
+Field names follow the wire (``task_status``, ``download_urls``, ...) so
+that the API documentation reads straight onto these classes. The classes
+know nothing about JSON: the one converter in ``cyberun._convert`` turns
+wire dictionaries into them and back.
+
+Forward compatibility:
+
+- Enumerations are *open*: :class:`TaskStatus` and its siblings are ``str``
+  subclasses with named constants for the documented values, and a value the
+  SDK does not know yet (a new status such as ``provisioning``, a new tool)
+  decodes to an instance holding the raw string instead of failing.
+- Every model keeps the whole wire object in ``raw`` (read-only), so fields
+  the server adds are reachable before the SDK knows them.
+- Missing optional fields and ``null`` become ``None``; timestamps are
+  timezone-aware ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, ClassVar, Dict, FrozenSet, Generic, List, Mapping, Optional, Tuple, TypeVar
+
+import attrs
+
+from ._redact import REDACTED, redact_url
+
+__all__ = [
+    "CancelledEvent",
+    "CompletedEvent",
+    "DispatchTarget",
+    "ErrorEvent",
+    "FailedEvent",
+    "OpenEnum",
+    "Page",
+    "ParameterDef",
+    "ParameterType",
+    "ProgressEvent",
+    "StatusEvent",
+    "TargetPool",
+    "Task",
+    "TaskEvent",
+    "TaskResult",
+    "TaskSource",
+    "TaskStatus",
+    "ToolType",
+    "UnknownEvent",
+    "UploadTarget",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEventType",
+    "Workflow",
+    "WorkflowStatus",
+]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _raw_field() -> Any:
+    # The wire object the model came from; excluded from equality and repr.
+    return attrs.field(default=_EMPTY, eq=False, repr=False, kw_only=True)
+
+
+def _redacted_url_repr(url: Optional[str]) -> str:
+    return "None" if url is None else repr(redact_url(url))
+
+
+def _redacted_urls_repr(urls: Optional[Mapping[str, str]]) -> str:
+    if urls is None:
+        return "None"
+    return repr({key: redact_url(url) for key, url in urls.items()})
+
+
+def _secret_repr(value: Optional[str]) -> str:
+    return "None" if value is None else repr(REDACTED)
+
+
+# --- open enumerations ---------------------------------------------------------
+
+
+class OpenEnum(str):
+    """A string enumeration that also holds values the SDK does not know yet.
+
+    Instances compare equal to their plain strings (``TaskStatus.RUNNING ==
+    "running"``), the documented values are class constants, and an unknown
+    value keeps its raw string rather than raising.
+    """
+
+    __slots__ = ()
+    _values: ClassVar[Tuple[str, ...]] = ()
+
+    def __new__(cls, value: str) -> OpenEnum:
+        """Wrap ``value``; an instance of this class is returned as it is."""
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(f"{cls.__name__} needs a string, not {type(value).__name__}")
+        return str.__new__(cls, value)
+
+    @property
+    def value(self) -> str:
+        """The plain string value."""
+        return str.__str__(self)
+
+    @property
+    def is_known(self) -> bool:
+        """True when this SDK version documents this value."""
+        return str(self) in self._values
+
+    @classmethod
+    def known(cls) -> Tuple[OpenEnum, ...]:
+        """The values this SDK version documents, in order."""
+        return tuple(cls(value) for value in cls._values)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str.__repr__(str(self))})"
+
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        return (type(self), (str(self),))
+
+
+class TaskStatus(OpenEnum):
+    """A task's state. Terminal states: ``completed``, ``failed``, ``cancelled``."""
+
+    __slots__ = ()
+    _values = (
+        "pending",
+        "waiting",
+        "provisioning",
+        "queued",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+    )
+    _terminal: ClassVar[FrozenSet[str]] = frozenset({"completed", "failed", "cancelled"})
+
+    PENDING: ClassVar[TaskStatus]
+    WAITING: ClassVar[TaskStatus]
+    PROVISIONING: ClassVar[TaskStatus]
+    QUEUED: ClassVar[TaskStatus]
+    RUNNING: ClassVar[TaskStatus]
+    COMPLETED: ClassVar[TaskStatus]
+    FAILED: ClassVar[TaskStatus]
+    CANCELLED: ClassVar[TaskStatus]
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``completed``, ``failed`` and ``cancelled``: the task will not change again."""
+        return str(self) in self._terminal
+
+
+class TaskSource(OpenEnum):
+    """How a task was created: ``jwt`` (web UI) or ``api_key``."""
+
+    __slots__ = ()
+    _values = ("jwt", "api_key")
+    JWT: ClassVar[TaskSource]
+    API_KEY: ClassVar[TaskSource]
+
+
+class ToolType(OpenEnum):
+    """The runtime a workflow runs on: ``comfyui`` or ``nerfstudio``."""
+
+    __slots__ = ()
+    _values = ("comfyui", "nerfstudio")
+    COMFYUI: ClassVar[ToolType]
+    NERFSTUDIO: ClassVar[ToolType]
+
+
+class DispatchTarget(OpenEnum):
+    """Where a task runs: ``agent`` (your own GPUs) or ``comfy_cloud``."""
+
+    __slots__ = ()
+    _values = ("agent", "comfy_cloud")
+    AGENT: ClassVar[DispatchTarget]
+    COMFY_CLOUD: ClassVar[DispatchTarget]
+
+
+class TargetPool(OpenEnum):
+    """The dispatch pool: ``team`` or ``community``."""
+
+    __slots__ = ()
+    _values = ("team", "community")
+    TEAM: ClassVar[TargetPool]
+    COMMUNITY: ClassVar[TargetPool]
+
+
+class WorkflowStatus(OpenEnum):
+    """Whether a workflow accepts new tasks: ``active`` or ``disabled``."""
+
+    __slots__ = ()
+    _values = ("active", "disabled")
+    ACTIVE: ClassVar[WorkflowStatus]
+    DISABLED: ClassVar[WorkflowStatus]
+
+
+class ParameterType(OpenEnum):
+    """A workflow parameter's type."""
+
+    __slots__ = ()
+    _values = ("string", "number", "boolean", "select", "file")
+    STRING: ClassVar[ParameterType]
+    NUMBER: ClassVar[ParameterType]
+    BOOLEAN: ClassVar[ParameterType]
+    SELECT: ClassVar[ParameterType]
+    FILE: ClassVar[ParameterType]
+
+
+class WebhookEventType(OpenEnum):
+    """A webhook delivery's event: ``task.completed`` or ``task.failed``."""
+
+    __slots__ = ()
+    _values = ("task.completed", "task.failed")
+    TASK_COMPLETED: ClassVar[WebhookEventType]
+    TASK_FAILED: ClassVar[WebhookEventType]
+
+
+for _enum in (
+    TaskStatus,
+    TaskSource,
+    ToolType,
+    DispatchTarget,
+    TargetPool,
+    WorkflowStatus,
+    ParameterType,
+    WebhookEventType,
+):
+    for _value in _enum._values:
+        setattr(_enum, _value.replace(".", "_").upper(), _enum(_value))
+del _enum, _value
+
+
+# --- tasks ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class Task:
+    """A task's status and metadata (``GET /tasks/{id}``).
+
+    Output data and download links are not here: see :class:`TaskResult`.
+    """
+
+    id: str
+    workflow_id: Optional[str] = None
+    task_source: Optional[TaskSource] = None
+    task_status: Optional[TaskStatus] = None
+    created_at: Optional[datetime] = None
+    task_error: str = ""
+    retry_count: int = 0
+    started_at: Optional[datetime] = None
+    completed_at: Optional[datetime] = None
+    agent_id: Optional[str] = None
+    agent_labels: Optional[List[str]] = None
+    gateway_id: Optional[str] = None
+    gpu_type: Optional[str] = None
+    dispatch_target: Optional[DispatchTarget] = None
+    target_pool: Optional[TargetPool] = None
+    tool_type: Optional[ToolType] = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task is completed, failed or cancelled."""
+        return self.task_status is not None and self.task_status.is_terminal
+
+
+@attrs.frozen
+class TaskResult:
+    """A task's output and presigned download links (``GET /tasks/{id}/result``).
+
+    The links expire (about an hour after the request): fetch the result again
+    for fresh ones. ``repr`` hides their signatures.
+    """
+
+    id: str
+    task_status: Optional[TaskStatus] = None
+    task_output: Optional[Dict[str, Any]] = None
+    download_url: Optional[str] = attrs.field(default=None, repr=_redacted_url_repr)
+    download_urls: Optional[Dict[str, str]] = attrs.field(default=None, repr=_redacted_urls_repr)
+    expires_at: Optional[datetime] = None
+    task_error: str = ""
+    completed_at: Optional[datetime] = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    def urls(self) -> List[Tuple[str, str]]:
+        """Every downloadable output as ``(key, url)``; a URL listed twice appears once.
+
+        Keys come from ``download_urls``; the primary ``download_url`` gets the
+        key ``""`` unless the same URL is also listed under a real key.
+        """
+        found: List[Tuple[str, str]] = []
+        seen = set()
+        for key, url in (self.download_urls or {}).items():
+            if url and url not in seen:
+                seen.add(url)
+                found.append((key, url))
+        if self.download_url and self.download_url not in seen:
+            found.insert(0, ("", self.download_url))
+        return found
+
+    def is_expired(self, now: Optional[datetime] = None, *, margin: float = 0.0) -> bool:
+        """True when ``expires_at`` has passed (or passes within ``margin`` seconds)."""
+        if self.expires_at is None:
+            return False
+        now = now or datetime.now(timezone.utc)
+        return (self.expires_at - now).total_seconds() <= margin
+
+
+# --- workflows -----------------------------------------------------------------
+
+
+@attrs.frozen
+class ParameterDef:
+    """One input a workflow accepts, with the rules a value must follow."""
+
+    key: str
+    type: Optional[ParameterType] = None
+    label: Optional[str] = None
+    description: Optional[str] = None
+    required: bool = False
+    default: Any = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    options: Optional[List[Any]] = None
+    accept: Any = None
+    source_key: Optional[str] = None
+    node_id: Any = None
+    field: Any = None
+    target_path: Any = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    def option_values(self) -> List[Any]:
+        """The allowed values of a ``select``: plain options, or each option's ``value``."""
+        values = []
+        for option in self.options or []:
+            if isinstance(option, Mapping) and "value" in option:
+                values.append(option["value"])
+            else:
+                values.append(option)
+        return values
+
+
+@attrs.frozen
+class Workflow:
+    """A runnable workflow template and the parameters it takes."""
+
+    id: str
+    workflow_slug: Optional[str] = None
+    display_name: Optional[str] = None
+    version: Optional[int] = None
+    workflow_status: Optional[WorkflowStatus] = None
+    created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+    description: Optional[str] = None
+    workflow_json: Optional[Dict[str, Any]] = attrs.field(default=None, repr=False)
+    parameters: List[ParameterDef] = attrs.Factory(list)
+    required_labels: Optional[List[str]] = None
+    task_timeout: Optional[int] = None
+    max_retries: Optional[int] = None
+    preferred_gpu: Optional[str] = None
+    default_dispatch_target: Optional[DispatchTarget] = None
+    min_vram_gb: Optional[float] = None
+    required_models: Optional[List[Any]] = None
+    tool_type: Optional[ToolType] = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    def parameter(self, key: str) -> Optional[ParameterDef]:
+        """The definition of parameter ``key``, or ``None``."""
+        return next((p for p in self.parameters if p.key == key), None)
+
+
+# --- lists, uploads, webhooks -----------------------------------------------------
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a list endpoint."""
+
+    items: List[T]
+    current_page: int = 1
+    per_page: int = 0
+    total_count: int = 0
+
+    @property
+    def page_count(self) -> int:
+        """How many pages ``total_count`` makes at this page size."""
+        if self.per_page <= 0:
+            return 1 if self.items else 0
+        return -(-self.total_count // self.per_page)
+
+
+@attrs.frozen
+class UploadTarget:
+    """Where to upload one input file (the ``files/presign`` answer).
+
+    PUT the bytes to ``upload_url`` with every ``upload_headers`` entry, then
+    pass ``file_key`` as the value of the workflow's ``file`` parameter.
+    """
+
+    file_key: str
+    upload_url: str = attrs.field(repr=_redacted_url_repr)
+    upload_headers: Dict[str, str] = attrs.Factory(dict)
+    raw: Mapping[str, Any] = _raw_field()
+
+
+@attrs.frozen
+class Webhook:
+    """A webhook subscription. ``webhook_secret`` is hidden from ``repr``."""
+
+    id: str
+    display_name: Optional[str] = None
+    webhook_url: Optional[str] = None
+    webhook_events: List[str] = attrs.Factory(list)
+    webhook_secret: Optional[str] = attrs.field(default=None, repr=_secret_repr)
+    is_active: Optional[bool] = None
+    created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+    raw: Mapping[str, Any] = _raw_field()
+
+
+@attrs.frozen
+class WebhookDelivery:
+    """The body of one webhook call (``task.completed`` or ``task.failed``)."""
+
+    event_type: WebhookEventType
+    task_id: str
+    task_status: Optional[TaskStatus] = None
+    task_output: Optional[Dict[str, Any]] = None
+    task_error: str = ""
+    timestamp: Optional[datetime] = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    @property
+    def delivery_key(self) -> Tuple[str, str]:
+        """``(task_id, event_type)``: identifies a delivery across its retries."""
+        return (self.task_id, str(self.event_type))
+
+
+# --- task events -----------------------------------------------------------------
+
+
+@attrs.frozen
+class TaskEvent:
+    """Base class of everything ``events()`` yields.
+
+    Attributes:
+        task_id: the task the event is about ("" when the server omitted it).
+        event_id: the stream's event id (``id:``), or ``""``.
+        timestamp: when the server says it happened, if it said.
+        raw: the event's decoded JSON data (``{}`` when there was none).
+    """
+
+    type: ClassVar[str] = ""
+    is_terminal: ClassVar[bool] = False
+
+    task_id: str = attrs.field(default="", kw_only=True)
+    event_id: str = attrs.field(default="", kw_only=True, eq=False)
+    timestamp: Optional[datetime] = attrs.field(default=None, kw_only=True)
+    raw: Mapping[str, Any] = _raw_field()
+
+
+@attrs.frozen
+class StatusEvent(TaskEvent):
+    """The task's status changed (pending → waiting → queued → running ...)."""
+
+    type: ClassVar[str] = "status"
+    status: TaskStatus = attrs.field(kw_only=True)
+
+
+@attrs.frozen
+class ProgressEvent(TaskEvent):
+    """An execution tick: overall progress and, per runtime, steps, node, stage and message."""
+
+    type: ClassVar[str] = "progress"
+    progress: Optional[float] = attrs.field(default=None, kw_only=True)
+    step_current: Optional[int] = attrs.field(default=None, kw_only=True)
+    step_total: Optional[int] = attrs.field(default=None, kw_only=True)
+    current_node: Optional[str] = attrs.field(default=None, kw_only=True)
+    stage: Optional[str] = attrs.field(default=None, kw_only=True)
+    message: Optional[str] = attrs.field(default=None, kw_only=True)
+
+    @property
+    def percentage(self) -> Optional[float]:
+        """Progress in percent (0 to 100), from ``progress`` or else from the steps."""
+        if self.progress is not None:
+            value = self.progress * 100.0
+        elif self.step_current is not None and self.step_total:
+            value = self.step_current * 100.0 / self.step_total
+        else:
+            return None
+        return min(max(value, 0.0), 100.0)
+
+
+@attrs.frozen
+class CompletedEvent(TaskEvent):
+    """The task completed (terminal). ``output`` is the task's output object, if sent."""
+
+    type: ClassVar[str] = "completed"
+    is_terminal: ClassVar[bool] = True
+    status: TaskStatus = attrs.field(default=TaskStatus.COMPLETED, kw_only=True)
+    completed_at: Optional[datetime] = attrs.field(default=None, kw_only=True)
+    output: Optional[Dict[str, Any]] = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class FailedEvent(TaskEvent):
+    """The task failed (terminal). ``error`` is the server's message."""
+
+    type: ClassVar[str] = "failed"
+    is_terminal: ClassVar[bool] = True
+    status: TaskStatus = attrs.field(default=TaskStatus.FAILED, kw_only=True)
+    error: str = attrs.field(default="", kw_only=True)
+
+
+@attrs.frozen
+class CancelledEvent(TaskEvent):
+    """The task was cancelled (terminal)."""
+
+    type: ClassVar[str] = "cancelled"
+    is_terminal: ClassVar[bool] = True
+    status: TaskStatus = attrs.field(default=TaskStatus.CANCELLED, kw_only=True)
+
+
+@attrs.frozen
+class ErrorEvent(TaskEvent):
+    """The server had a problem reading the task's status; recoverable, following continues."""
+
+    type: ClassVar[str] = "error"
+    message: str = attrs.field(default="", kw_only=True)
+
+
+@attrs.frozen
+class UnknownEvent(TaskEvent):
+    """An event type this SDK version does not know; kept, never dropped."""
+
+    type: ClassVar[str] = "unknown"
+    event: str = attrs.field(default="", kw_only=True)
+    data: str = attrs.field(default="", kw_only=True)

@@ -1,0 +1,166 @@
+"""The retry policy for ordinary API requests: one immutable value, applied in one place.
+
+The endpoint layer (and only it) consults a :class:`RetryPolicy` for every
+request. The event stream has its own reconnect loop and the downloader its
+own refresh of expired URLs; the three never stack.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Callable, FrozenSet, Iterable, Optional, Union
+
+import attrs
+
+from .errors import ConnectError, ConnectTimeoutError, ReadError, ReadTimeoutError, TransportError
+
+__all__ = ["RetryPolicy"]
+
+# A private generator: drawing jitter must not shift the sequence of a user
+# who seeded the global `random` module for their own purposes.
+_RNG = random.Random()
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _method_set(methods: Iterable[str]) -> FrozenSet[str]:
+    return frozenset(method.upper() for method in methods)
+
+
+@attrs.frozen
+class RetryPolicy:
+    """When and how long to wait before retrying a request.
+
+    Args:
+        attempts: the most times a request is sent, the first one included;
+            ``1`` means never retry.
+        backoff: the base delay in seconds. Retry *n* waits a random time in
+            ``[0, min(backoff_max, backoff * 2 ** (n - 1))]`` ("full jitter").
+        backoff_max: the cap on the exponential delay, in seconds.
+        retry_after_max: the longest ``Retry-After`` the SDK honours, in
+            seconds; longer requests are capped to this.
+        statuses: HTTP statuses that are retried (for requests that may be).
+        methods: HTTP methods that are safe to repeat.
+        sleep: how to wait (injectable for tests).
+        random: a source of floats in ``[0, 1)`` for the jitter (injectable).
+        now: the current time, for ``Retry-After`` HTTP dates (injectable).
+
+    A request that starts a task (a POST) is only retried when it provably
+    never reached the server: the connection was refused or timed out while
+    connecting. Anything else could start a second, billed task.
+    """
+
+    attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    backoff: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    backoff_max: float = attrs.field(default=20.0, validator=attrs.validators.ge(0))
+    retry_after_max: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
+    statuses: FrozenSet[int] = attrs.field(default=RETRY_STATUSES, converter=frozenset)
+    methods: FrozenSet[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=_method_set)
+    sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
+    random: Callable[[], float] = attrs.field(default=_RNG.random, eq=False, repr=False)
+    now: Callable[[], datetime] = attrs.field(default=_utcnow, eq=False, repr=False)
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        """A policy that sends every request exactly once."""
+        return cls(attempts=1)
+
+    @classmethod
+    def from_value(cls, value: Union[RetryPolicy, int, bool, None]) -> RetryPolicy:
+        """Normalise what users pass: a policy, a number of attempts, or False/None for none."""
+        if isinstance(value, RetryPolicy):
+            return value
+        if value is None or value is False:
+            return cls.never()
+        if value is True:
+            return cls()
+        if isinstance(value, int):
+            return cls(attempts=value)
+        raise TypeError(f"retry must be a RetryPolicy, an int, True, False or None, not {value!r}")
+
+    def replace(self, **changes: object) -> RetryPolicy:
+        """Return a copy with some fields changed."""
+        return attrs.evolve(self, **changes)  # type: ignore[arg-type]
+
+    # -- decisions ------------------------------------------------------------
+
+    def method_may_repeat(self, method: str, idempotent: Optional[bool] = None) -> bool:
+        """Whether a request may be sent again once it may have reached the server.
+
+        Args:
+            method: the HTTP method.
+            idempotent: an explicit answer from the caller that overrides the
+                method (for example ``True`` for cancelling a task, a POST
+                that is safe to repeat).
+        """
+        if idempotent is not None:
+            return idempotent
+        return method.upper() in self.methods
+
+    def retries_status(self, status: int, method: str, idempotent: Optional[bool] = None) -> bool:
+        """Whether an HTTP error status should be retried for this request."""
+        return status in self.statuses and self.method_may_repeat(method, idempotent)
+
+    def retries_error(
+        self, error: TransportError, method: str, idempotent: Optional[bool] = None
+    ) -> bool:
+        """Whether a transport error should be retried for this request.
+
+        Connection failures are always retried: the request was never sent.
+        Failures after sending are retried only for requests that may repeat.
+        TLS errors and too many redirects are never retried: they do not heal.
+        """
+        if isinstance(error, (ConnectError, ConnectTimeoutError)):
+            return True
+        if isinstance(error, (ReadError, ReadTimeoutError)):
+            return self.method_may_repeat(method, idempotent)
+        return False
+
+    # -- timing (pure) -----------------------------------------------------------
+
+    def backoff_time(self, retry: int) -> float:
+        """The jittered delay before retry number ``retry`` (1 for the first retry)."""
+        ceiling = min(self.backoff_max, self.backoff * 2.0 ** max(retry - 1, 0))
+        return self.random() * ceiling
+
+    def parse_retry_after(self, value: Optional[str]) -> Optional[float]:
+        """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date), capped.
+
+        Returns ``None`` when the header is missing or unreadable.
+        """
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when: Optional[datetime] = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when is None:  # pragma: no cover - Python < 3.10 returns None for junk
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - self.now()).total_seconds()
+        if seconds != seconds:  # NaN
+            return None
+        return min(max(seconds, 0.0), self.retry_after_max)
+
+    def delay(self, retry: int, retry_after: Optional[float] = None) -> float:
+        """How long to wait before retry number ``retry``.
+
+        A server's ``Retry-After`` (already parsed and capped) wins over the
+        backoff schedule: the server knows best when it will be ready.
+        """
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max)
+        return self.backoff_time(retry)

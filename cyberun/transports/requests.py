@@ -1,0 +1,100 @@
+"""RequestsTransport: HTTP over requests, optionally the user's own Session.
+
+A Session you pass keeps working as configured: its proxies, CA bundle,
+client certificates and mounted adapters apply. Two of its settings are
+overridden for safety: its ``auth`` (and ``.netrc``) and any
+``Authorization``/``X-Team-ID`` default header are never applied, so a
+credential can only come from the SDK, which sends it to the API host alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from ..errors import ConnectError, ConnectTimeoutError, ReadError, TLSError, TransportError
+from ._base import BaseTransport, Request, Response, Timeout, iter_body
+from .urllib3 import map_urllib3_error, urllib3_response
+
+if TYPE_CHECKING:  # pragma: no cover
+    import requests
+
+__all__ = ["RequestsTransport"]
+
+_CREDENTIAL_HEADERS = ("Authorization", "X-Team-ID")
+
+
+def _no_auth(request: Any) -> Any:
+    # Passed as `auth` so that neither session.auth nor .netrc adds anything.
+    return request
+
+
+class RequestsTransport(BaseTransport):
+    """A transport on requests.
+
+    Args:
+        session: your own ``requests.Session``; it stays open when this
+            transport closes. By default the transport makes its own.
+    """
+
+    def __init__(self, session: Optional[requests.Session] = None) -> None:
+        import requests
+
+        self._requests = requests
+        self._own = session is None
+        self.session = session if session is not None else requests.Session()
+
+    def __repr__(self) -> str:
+        own = "" if self._own else "session=<yours>"
+        return f"RequestsTransport({own})"
+
+    def send(self, request: Request, *, timeout: Timeout) -> Response:
+        """Send the request; see :class:`~cyberun.transports.Transport`."""
+        headers: Dict[str, Optional[str]] = dict(request.headers.items())
+        for name in _CREDENTIAL_HEADERS:
+            if name not in request.headers:
+                headers[name] = None  # removes a session default of that name
+        body: Any = request.body
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            body = iter_body(body)
+        try:
+            response = self.session.request(
+                request.method,
+                request.url,
+                headers=headers,
+                data=body,
+                stream=True,
+                allow_redirects=False,
+                timeout=(timeout.connect, timeout.read),  # type: ignore[arg-type]
+                auth=_no_auth,
+            )
+        except Exception as exc:
+            raise self._map_error(exc, request) from exc
+        return urllib3_response(response.raw, request.method, request.url)
+
+    def _map_error(self, exc: BaseException, request: Request) -> TransportError:
+        rex = self._requests.exceptions
+        method, url = request.method, request.url
+        # requests wraps urllib3's exception as its first argument: map that
+        # one, which says whether the request was ever sent.
+        cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        if cause is not None and not isinstance(exc, rex.InvalidURL):
+            mapped = map_urllib3_error(cause, method, url)
+            if isinstance(exc, rex.ConnectTimeout) and not isinstance(mapped, ConnectTimeoutError):
+                return ConnectTimeoutError(str(mapped), method=method, url=mapped.url)
+            if isinstance(exc, rex.SSLError) and not isinstance(mapped, TLSError):
+                return TLSError(str(mapped), method=method, url=mapped.url)
+            return mapped
+        if isinstance(exc, (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema)):
+            return ConnectError(f"invalid URL: {exc}", method=method)
+        if isinstance(exc, rex.ConnectTimeout):
+            return ConnectTimeoutError("timed out connecting", method=method)
+        if isinstance(exc, rex.SSLError):
+            return TLSError(f"TLS error: {exc}", method=method)
+        if isinstance(exc, rex.ConnectionError):
+            return ConnectError(f"could not connect: {exc}", method=method)
+        return map_urllib3_error(exc, method, url) if cause is None else ReadError(str(exc))
+
+    def close(self) -> None:
+        """Close the session this transport made; a session you passed in stays open."""
+        if self._own:
+            self.session.close()

@@ -1,0 +1,232 @@
+"""Urllib3Transport: HTTP over urllib3 1.26 or 2.x, optionally the user's own pool.
+
+Also home of the urllib3 response streaming and error mapping that
+:class:`~cyberun.transports.RequestsTransport` shares (requests runs on urllib3).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+from .._redact import redact_url
+from ..errors import (
+    ConnectError,
+    ConnectTimeoutError,
+    ReadError,
+    ReadTimeoutError,
+    TLSError,
+    TransportError,
+)
+from ._base import BaseTransport, Request, Response, Timeout, iter_body
+from .urllib import environment_proxy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import urllib3
+
+__all__ = ["Urllib3Transport"]
+
+_CHUNK = 64 * 1024
+
+
+class Urllib3Transport(BaseTransport):
+    """A transport on urllib3 (1.26 or 2.x).
+
+    Args:
+        pool: your own ``urllib3.PoolManager`` or ``ProxyManager``; its TLS,
+            proxy and pool settings are used as they are, and it stays open
+            when this transport closes. By default the transport makes its
+            own pool, verifying TLS against the system CA store (or ``verify``
+            when it is a path) and honouring proxy environment variables.
+        verify: for the transport's own pool only: ``True``, a CA bundle
+            path, or ``False`` (test servers only).
+        cert: for the transport's own pool only: a client certificate path
+            or a (cert, key) pair.
+        trust_env: for the transport's own pool only: use
+            ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``.
+    """
+
+    def __init__(
+        self,
+        pool: Optional[urllib3.PoolManager] = None,
+        *,
+        verify: Union[bool, str] = True,
+        cert: Union[str, Tuple[str, str], None] = None,
+        trust_env: bool = True,
+        maxsize: int = 10,
+    ) -> None:
+        import urllib3
+
+        self._urllib3 = urllib3
+        self._own = pool is None
+        self._pool_kwargs: Dict[str, Any] = {"maxsize": maxsize, "block": False}
+        if verify is False:
+            self._pool_kwargs["cert_reqs"] = "CERT_NONE"
+        else:
+            self._pool_kwargs["cert_reqs"] = "CERT_REQUIRED"
+            if isinstance(verify, str):
+                self._pool_kwargs["ca_certs"] = verify
+        if cert is not None:
+            certfile, keyfile = (cert, None) if isinstance(cert, str) else cert
+            self._pool_kwargs["cert_file"] = certfile
+            self._pool_kwargs["key_file"] = keyfile
+        self._trust_env = trust_env
+        self._pool = pool if pool is not None else urllib3.PoolManager(**self._pool_kwargs)
+        self._proxy_pools: Dict[str, urllib3.ProxyManager] = {}
+
+    def __repr__(self) -> str:
+        own = "" if self._own else "pool=<yours>"
+        return f"Urllib3Transport({own})"
+
+    def _pool_for(self, url: str) -> Any:
+        if not self._own or not self._trust_env:
+            return self._pool
+        parts = urlsplit(url)
+        proxy = environment_proxy(parts.scheme, parts.hostname or "")
+        if not proxy:
+            return self._pool
+        if proxy not in self._proxy_pools:
+            self._proxy_pools[proxy] = self._urllib3.ProxyManager(proxy, **self._pool_kwargs)
+        return self._proxy_pools[proxy]
+
+    def send(self, request: Request, *, timeout: Timeout) -> Response:
+        """Send the request; see :class:`~cyberun.transports.Transport`."""
+        urllib3 = self._urllib3
+        body: Any = request.body
+        headers = dict(request.headers.items())
+        chunked = False
+        if body is not None and not isinstance(body, (bytes, bytearray)):
+            chunked = "content-length" not in request.headers
+            body = iter_body(body, _CHUNK)
+        try:
+            raw = self._pool_for(request.url).urlopen(
+                request.method,
+                request.url,
+                body=body,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                decode_content=False,
+                assert_same_host=False,
+                chunked=chunked,
+                timeout=urllib3.Timeout(connect=timeout.connect, read=timeout.read),
+                enforce_content_length=True,
+            )
+        except Exception as exc:
+            raise map_urllib3_error(exc, request.method, request.url) from exc
+        return urllib3_response(raw, request.method, request.url)
+
+    def close(self) -> None:
+        """Close the pool this transport made; a pool you passed in stays open."""
+        for pool in self._proxy_pools.values():
+            pool.clear()
+        self._proxy_pools.clear()
+        if self._own:
+            self._pool.clear()
+
+
+def urllib3_response(raw: Any, method: str, url: str) -> Response:
+    """Wrap a urllib3 response (``preload_content=False``) as a streaming Response."""
+    state: Dict[str, bool] = {"done": False, "complete": False}
+    safe_url = redact_url(url)
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
+    fp = getattr(raw, "_fp", None)  # http.client response underneath (1.26 fallback)
+
+    def next_chunk() -> bytes:
+        if read1 is not None:
+            return read1(_CHUNK)  # type: ignore[no-any-return]
+        if fp is not None and hasattr(fp, "read1"):
+            data: bytes = fp.read1(_CHUNK)
+            if not data and getattr(fp, "length", None):
+                raise ReadError(
+                    f"the body ended {fp.length} bytes short of its Content-Length",
+                    method=method,
+                    url=safe_url,
+                )
+            return data
+        return raw.read(_CHUNK)  # type: ignore[no-any-return]  # pragma: no cover
+
+    def stream() -> Iterator[bytes]:
+        while True:
+            try:
+                chunk = next_chunk()
+            except Exception as exc:
+                if state["done"]:
+                    return  # closed from another thread: stop quietly
+                raise map_urllib3_error(exc, method, url) from exc
+            if not chunk:
+                break
+            yield chunk
+        state["complete"] = True
+
+    def close() -> None:
+        if state["done"]:
+            return
+        state["done"] = True
+        if state["complete"]:
+            raw.release_conn()
+            return
+        _interrupt(raw)
+        raw.close()
+        raw.release_conn()
+
+    return Response(raw.status, list(raw.headers.items()), stream=stream(), close=close, url=url)
+
+
+def _interrupt(raw: Any) -> None:
+    """Unblock a read waiting on this response's socket in another thread."""
+    shutdown = getattr(raw, "shutdown", None)  # urllib3 >= 2.3
+    if callable(shutdown):
+        try:
+            shutdown()
+        except Exception:  # pragma: no cover - best effort
+            pass
+        return
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def map_urllib3_error(exc: BaseException, method: str, url: str) -> TransportError:
+    """Translate a urllib3 (or socket/http.client) exception to the SDK's most specific error."""
+    import urllib3.exceptions as e
+
+    safe_url = redact_url(url)
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, e.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, e.ProxyError):
+        return ConnectError(f"the proxy failed for {safe_url}: {exc}", method=method, url=safe_url)
+    if isinstance(exc, e.NewConnectionError):  # refused, DNS, unreachable
+        return ConnectError(f"could not connect to {safe_url}", method=method, url=safe_url)
+    if isinstance(exc, e.ConnectTimeoutError):
+        return ConnectTimeoutError(
+            f"timed out connecting to {safe_url}", method=method, url=safe_url
+        )
+    if isinstance(exc, e.SSLError):
+        return TLSError(f"TLS error with {safe_url}: {exc}", method=method, url=safe_url)
+    if isinstance(exc, (e.ReadTimeoutError, socket.timeout)):
+        return ReadTimeoutError(
+            f"no data from {safe_url} within the read timeout", method=method, url=safe_url
+        )
+    if isinstance(exc, e.ProtocolError) and exc.args and _is_short_body(exc.args[-1]):
+        return ReadError(f"the body from {safe_url} ended early", method=method, url=safe_url)
+    return ReadError(
+        f"the connection to {safe_url} broke: {type(exc).__name__}: {exc}",
+        method=method,
+        url=safe_url,
+    )
+
+
+def _is_short_body(cause: Any) -> bool:
+    import http.client
+
+    name = type(cause).__name__
+    return isinstance(cause, http.client.IncompleteRead) or name == "IncompleteRead"
