@@ -94,17 +94,21 @@ def corpora(quick: bool) -> Dict[str, bytes]:
     }
 
 
-CHUNK_SIZES = {
-    "cyberun": [64, 1024, 8192, 65536],
+# "event" delivers one event per chunk: what a live server's writes look like.
+CHUNK_SIZES: Dict[str, List[object]] = {
+    "cyberun": ["event", 64, 1024, 8192, 65536],
     "cyberun-crlf": [64, 8192],
-    "tiny": [64, 1024, 8192, 65536],
+    "tiny": ["event", 64, 1024, 8192, 65536],
     "large-lines": [64, 8192, 65536],
     "multiline": [64, 8192],
     "small": [1],
 }
 
 
-def chunked(data: bytes, size: int) -> List[bytes]:
+def chunked(data: bytes, size: object) -> List[bytes]:
+    if size == "event":
+        return [block + b"\n\n" for block in data.split(b"\n\n")[:-1]]
+    assert isinstance(size, int)
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 

@@ -111,6 +111,7 @@ class SSEParser:
         "_max_event_size",
         "_max_line_size",
         "_pending_cr",
+        "_slow",
         "_split_size",
         "_tail",
         "_tail_size",
@@ -137,6 +138,9 @@ class SSEParser:
         self._tail_size = 0
         self._pending_cr = False  # the last chunk ended in CR; a leading LF is its pair
         self._closed = False
+        # One flag for the three rare states above (BOM undecided, CR pending,
+        # closed), so that feed() checks a single attribute in the common case.
+        self._slow = True
         # Interpretation state (9.2.6): the data, event type and last event ID buffers.
         self._data: List[str] = []
         self._event_type = ""
@@ -162,23 +166,15 @@ class SSEParser:
                 error's ``events``; the parser is closed afterwards.
             StreamError: :meth:`close` was already called.
         """
-        if self._closed:
-            raise StreamError("SSEParser.feed() was called after close(); create a new parser")
-        if self._head is not None:
-            data = self._strip_bom(data)
-        if not data:
-            return []
-        if self._pending_cr:
-            # 9.2.5: CRLF is one line end even when split across chunks.
-            self._pending_cr = False
-            if data[0] == _LF:
-                data = data[1:]
-                if not data:
-                    return []
+        if self._slow:
+            data = self._settle(data)
+            if not data:
+                return []
         if _CR in data:
             # 9.2.5: a line ends at CRLF, LF or CR. Normalise to LF; a CR at
             # the very end already ends its line, and may still meet its LF.
-            self._pending_cr = data[-1] == _CR
+            if data[-1] == _CR:
+                self._pending_cr = self._slow = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = data.rfind(b"\n") + 1
         if not end:
@@ -212,12 +208,28 @@ class SSEParser:
         Returns:
             An empty list, for symmetry with :meth:`feed`.
         """
-        self._closed = True
+        self._closed = self._slow = True
         self._tail = []
         self._tail_size = 0
         self._data = []
         self._event_bytes = 0
         return []
+
+    def _settle(self, data: bytes) -> bytes:
+        """Deal with the rare states before ``data`` is framed; returns what is left."""
+        if self._closed:
+            raise StreamError("SSEParser.feed() was called after close(); create a new parser")
+        if self._head is not None:
+            data = self._strip_bom(data)
+            if not data:
+                return data
+        if self._pending_cr:
+            # 9.2.5: CRLF is one line end even when split across chunks.
+            self._pending_cr = False
+            if data[0] == _LF:
+                data = data[1:]
+        self._slow = self._head is not None
+        return data
 
     def _extend_line(self, fragments: List[bytes], size: int) -> None:
         """Feed chunks that hold no CR or LF, without joining them first.
@@ -228,7 +240,7 @@ class SSEParser:
         if self._head is not None or self._closed or not size:
             self.feed(b"".join(fragments))  # the general path (BOM, errors)
             return
-        self._pending_cr = False  # a CR followed by something other than LF
+        self._pending_cr = self._slow = False  # a CR followed by something other than LF
         self._tail += fragments
         self._tail_size += size
         if self._tail_size > self._max_line_size:
@@ -314,7 +326,9 @@ class SSEParser:
             lines = rest.split("\n")
             lines.pop()  # the empty string after the final LF
             self._interpret_lines(lines, events)
-        self._count_event_bytes(region, events)
+            self._count_event_bytes(region, events)
+        else:
+            self._event_bytes = 0  # the region ends at a blank line: nothing in progress
 
     def _interpret_block(self, block: str, events: List[ServerSentEvent]) -> None:
         lines = block.split("\n")
@@ -409,7 +423,7 @@ class SSEParser:
             self._fail("event", events)
 
     def _fail(self, kind: str, events: List[ServerSentEvent]) -> NoReturn:
-        self._closed = True
+        self._closed = self._slow = True
         limit = self._max_line_size if kind == "line" else self._max_event_size
         raise SSELimitError(
             f"an SSE {kind} exceeded the limit of {limit} bytes; the stream is malformed or "
