@@ -16,6 +16,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    List,
     Mapping,
     Optional,
     Type,
@@ -157,6 +158,27 @@ def _structure_lenient_datetime(value: Any, _: Any) -> Optional[datetime]:
         return None
 
 
+def _is_list(tp: Any) -> bool:
+    return get_origin(tp) in (list, List)
+
+
+def _list_hook_factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], List[Any]]:
+    # cattrs would turn any iterable into a list ("gpu" -> ["g", "p", "u"]):
+    # the wire must really hold an array.
+    args = get_args(tp)
+    item_type = args[0] if args else Any
+    structure_item = conv.get_structure_hook(item_type) if item_type is not Any else None
+
+    def structure_list(value: Any, _: Any) -> List[Any]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected an array, got {type(value).__name__}")
+        if structure_item is None:
+            return list(value)
+        return [structure_item(item, item_type) for item in value]
+
+    return structure_list
+
+
 def _structure_mapping(value: Any, _: Any) -> Dict[str, Any]:
     if isinstance(value, Mapping):
         return dict(value)
@@ -245,6 +267,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(datetime, format_timestamp)
     conv.register_unstructure_hook(OpenEnum, str)
     conv.register_structure_hook_func(lambda t: t == Dict[str, Any], _structure_mapping)
+    conv.register_structure_hook_factory(_is_list, _list_hook_factory)
     for model in _MODELS:
         conv.register_structure_hook(model, _model_structure_hook(conv, model))
         conv.register_unstructure_hook(model, _model_unstructure_hook(conv, model))

@@ -210,6 +210,10 @@ class Response:
         """
         if self._consumed:
             raise ReadError("the response body was already read", url=redact_url(self.url))
+        if self._closed:
+            raise ReadError(
+                "the response was closed before its body was read", url=redact_url(self.url)
+            )
         self._consumed = True
         try:
             if self._content is not None:
@@ -233,7 +237,8 @@ class Response:
         Raises:
             ReadError: the body is longer than ``limit`` or the connection broke.
         """
-        if self._content is not None and not self._consumed:
+        if self._content is not None and (not self._consumed or self._closed):
+            # Whole content in memory, or a body read before: return it (again).
             self._consumed = True
             self.close()
             if limit is not None and len(self._content) > limit:

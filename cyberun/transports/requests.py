@@ -1,7 +1,9 @@
 """RequestsTransport: HTTP over requests, optionally the user's own Session.
 
 A Session you pass keeps working as configured: its proxies, CA bundle,
-client certificates and mounted adapters apply. Two of its settings are
+client certificates and mounted adapters apply (its ``verify`` and
+``proxies`` even win over ``REQUESTS_CA_BUNDLE`` and ``*_PROXY``, which plain
+requests lets override them). Two of its settings are
 overridden for safety: its ``auth`` (and ``.netrc``) and any
 ``Authorization``/``X-Team-ID`` default header are never applied, so a
 credential can only come from the SDK, which sends it to the API host alone.
@@ -26,6 +28,20 @@ _CREDENTIAL_HEADERS = ("Authorization", "X-Team-ID")
 def _no_auth(request: Any) -> Any:
     # Passed as `auth` so that neither session.auth nor .netrc adds anything.
     return request
+
+
+class _Sized:
+    """An iterable body with a known length, so requests sends it unchunked."""
+
+    def __init__(self, body: Any, length: int) -> None:
+        self.body = body
+        self.length = length
+
+    def __iter__(self) -> Any:
+        return iter_body(self.body)
+
+    def __len__(self) -> int:
+        return self.length
 
 
 class RequestsTransport(BaseTransport):
@@ -55,7 +71,10 @@ class RequestsTransport(BaseTransport):
                 headers[name] = None  # removes a session default of that name
         body: Any = request.body
         if body is not None and not isinstance(body, (bytes, bytearray)):
-            body = iter_body(body)
+            if not callable(getattr(body, "read", None)):
+                length = request.headers.get("Content-Length")
+                # requests streams a sized body as is; an unsized one goes chunked.
+                body = _Sized(body, int(length)) if length else iter_body(body)
         try:
             response = self.session.request(
                 request.method,
@@ -66,6 +85,11 @@ class RequestsTransport(BaseTransport):
                 allow_redirects=False,
                 timeout=(timeout.connect, timeout.read),  # type: ignore[arg-type]
                 auth=_no_auth,
+                # Given per request, the session's own settings win over
+                # REQUESTS_CA_BUNDLE and *_PROXY, which requests otherwise
+                # lets override them (requests issues #3829 and #2018).
+                verify=self.session.verify,
+                proxies=dict(self.session.proxies),
             )
         except Exception as exc:
             raise self._map_error(exc, request) from exc

@@ -14,7 +14,7 @@ from cyberun.testing import CyberunEmulator, ManualClock
 
 @pytest.fixture
 def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(time_scale=0.01) as emulator:
+    with CyberunEmulator(time_scale=0.05) as emulator:
         yield emulator
 
 
