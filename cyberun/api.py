@@ -190,6 +190,18 @@ class Endpoints:
     def __repr__(self) -> str:
         return f"<Endpoints {self.base_url}>"
 
+    def derive(
+        self, *, retry: Optional[RetryPolicy] = None, timeout: Optional[Timeout] = None
+    ) -> Endpoints:
+        """A copy sharing the transport and credential, with another policy or timeout."""
+        copy = object.__new__(Endpoints)
+        copy.__dict__.update(self.__dict__)
+        if retry is not None:
+            copy.retry = retry
+        if timeout is not None:
+            copy.timeout = timeout
+        return copy
+
     # -- URLs ----------------------------------------------------------------------
 
     def runtime_url(self, path: str, query: Optional[Mapping[str, Any]] = None) -> str:

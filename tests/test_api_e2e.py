@@ -50,7 +50,7 @@ def test_run_follow_and_fetch(endpoints: Endpoints, server: CyberunEmulator) -> 
     assert events == ["completed"]
     result = endpoints.get_result(task_id)
     assert result.task_output is not None and result.task_output["image_count"] == 1
-    ((key, url),) = result.urls()
+    ((_, url),) = result.urls()
     download = endpoints.open_download(url)
     assert download.read().startswith(b"\x89PNG")
     assert server.storage_requests[-1].header("Authorization") is None

@@ -53,6 +53,12 @@ def test_every_public_name_resolves_and_is_documented(name: str) -> None:
     assert value.__doc__, f"{name} has no docstring"
 
 
+def test_all_lists_every_lazy_name() -> None:
+    from cyberun import _LAZY
+
+    assert set(_LAZY) <= set(cyberun.__all__)
+
+
 def test_unknown_attribute_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         cyberun.Nope  # noqa: B018

@@ -1,0 +1,1037 @@
+"""The Client facade: configuration, the choice of strategy, and every public call.
+
+A :class:`Client` is safe to share between threads: it keeps no state per
+request, its transport is thread-safe, and each wait or event stream has
+its own :class:`~cyberun.strategies.Control`.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import logging
+import mimetypes
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    Union,
+)
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from ._redact import redact_url
+from .api import Credentials, Endpoints, raise_for_parameters
+from .errors import (
+    ConfigurationError,
+    CyberunError,
+    DecodeError,
+    TaskCancelled,
+    TaskFailed,
+    WaitStopped,
+    WaitTimeout,
+)
+from .models import (
+    CancelledEvent,
+    CompletedEvent,
+    FailedEvent,
+    Task,
+    TaskEvent,
+    TaskResult,
+    Webhook,
+    Workflow,
+)
+from .retry import RetryPolicy
+from .strategies import (
+    Control,
+    DeadlineReached,
+    Downloader,
+    Progression,
+    Stopped,
+    StreamSettings,
+    follow_polling,
+    follow_stream,
+)
+from .strategies.results import ProgressCallback
+from .transports import DEFAULT, Timeout, Transport, default_transport, transport_by_name
+from .transports._base import _Default
+
+__all__ = ["Client", "Completion", "EventStream", "RunOutcome", "TaskHandle"]
+
+logger = logging.getLogger("cyberun")
+
+DEFAULT_BASE_URL = "https://core.cyberun.cloud"
+MODES = ("auto", "stream", "poll")
+
+#: on_upload_progress(parameter_key, bytes_sent, bytes_total)
+UploadProgress = Callable[[str, int, int], None]
+FileLike = Union[os.PathLike, IO[bytes]]  # type: ignore[type-arg]
+
+
+def normalize_base_url(url: str, *, allow_http: bool = False) -> str:
+    """Check and normalise a base URL to the host root (plus any proxy prefix).
+
+    ``https://core.cyberun.cloud/api/v1/r`` and ``.../api/v1`` (as copied from
+    the docs) become ``https://core.cyberun.cloud``; another path prefix (a
+    corporate gateway's) is kept.
+
+    Raises:
+        ConfigurationError: not an absolute http(s) URL, credentials in the
+            URL, or plain http to a host that is not loopback without
+            ``allow_http``.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base URL {redact_url(url)!r} is not an absolute http(s) URL such as "
+            f"{DEFAULT_BASE_URL}"
+        )
+    if parts.username or parts.password:
+        raise ConfigurationError("do not put credentials in the base URL; use api_key=...")
+    if parts.query or parts.fragment:
+        raise ConfigurationError("the base URL must not have a query string or fragment")
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http to {parts.hostname}: the API key would travel in clear. "
+            "Use https, or pass allow_insecure_http=True if you really mean it"
+        )
+    path = parts.path.rstrip("/")
+    for suffix in ("/api/v1/r", "/api/v1"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen
+class RunOutcome:
+    """What :meth:`Client.run_and_wait` returns.
+
+    Attributes:
+        task: the task's handle.
+        result: its result (with fresh download links).
+        files: the downloaded files, when a destination was given.
+    """
+
+    task: TaskHandle
+    result: TaskResult
+    files: List[Path] = attrs.Factory(list)
+
+
+@attrs.frozen
+class Completion:
+    """One finished task from :meth:`Client.as_completed`.
+
+    Attributes:
+        task_id: the task's id.
+        result: the result when it completed, else None.
+        error: why there is no result (``TaskFailed``, ``TaskCancelled``,
+            ``WaitTimeout`` or another :class:`~cyberun.CyberunError`), else None.
+    """
+
+    task_id: str
+    result: Optional[TaskResult] = None
+    error: Optional[CyberunError] = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the task completed."""
+        return self.error is None
+
+    def get(self) -> TaskResult:
+        """The result, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class EventStream(Iterator[TaskEvent]):
+    """The iterator :meth:`Client.events` returns.
+
+    Iterate it for events until the terminal one. :meth:`close` may be
+    called from any thread: it stops the iteration and closes the
+    connection at once; the task keeps running on the server.
+    """
+
+    def __init__(
+        self, events: Iterator[TaskEvent], control: Control, on_close: Callable[[], None]
+    ) -> None:
+        self._events = events
+        self._control = control
+        self._on_close = on_close
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> TaskEvent:
+        try:
+            return next(self._events)
+        except Stopped:
+            self._on_close()
+            raise StopIteration from None
+        except StopIteration:
+            self._on_close()
+            raise
+
+    def close(self) -> None:
+        """Stop following (from any thread); the task keeps running on the server."""
+        self._control.interrupt()
+        self._on_close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class TaskHandle:
+    """A task started (or found) through a client; cheap, holds just the id.
+
+    Attributes:
+        id: the task's id.
+    """
+
+    __slots__ = ("_client", "id")
+
+    def __init__(self, client: Client, task_id: str) -> None:
+        self._client = client
+        self.id = task_id
+
+    def wait(
+        self,
+        *,
+        timeout: Optional[float] = None,
+        on_event: Optional[Callable[[TaskEvent], None]] = None,
+        mode: str = "auto",
+        cancel_on_timeout: bool = False,
+        stop: Optional[threading.Event] = None,
+    ) -> TaskResult:
+        """Follow the task until it ends; see :meth:`Client.wait`."""
+        return self._client.wait(
+            self.id,
+            timeout=timeout,
+            on_event=on_event,
+            mode=mode,
+            cancel_on_timeout=cancel_on_timeout,
+            stop=stop,
+        )
+
+    def events(
+        self,
+        *,
+        mode: str = "auto",
+        timeout: Optional[float] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> EventStream:
+        """The task's events until the terminal one; see :meth:`Client.events`."""
+        return self._client.events(self.id, mode=mode, timeout=timeout, stop=stop)
+
+    def refresh(self) -> Task:
+        """The task's current status and metadata."""
+        return self._client.get_task(self.id)
+
+    def result(self) -> TaskResult:
+        """The task's result, with fresh download links."""
+        return self._client.get_result(self.id)
+
+    def download(
+        self,
+        dest_dir: Union[str, os.PathLike],  # type: ignore[type-arg]
+        *,
+        overwrite: bool = False,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> List[Path]:
+        """Download the result's files into ``dest_dir``; see :meth:`Client.download`."""
+        return self._client.download(
+            self.id, dest_dir, overwrite=overwrite, on_progress=on_progress
+        )
+
+    def cancel(self) -> None:
+        """Cancel the task (a no-op once it has ended)."""
+        self._client.cancel(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+
+class Client:
+    """The Cyberun API: run workflows, follow tasks, fetch results.
+
+    Args:
+        api_key: an ``sk-`` integration key, a ``dk-`` device key or a session
+            JWT; default ``$CYBERUN_API_KEY``.
+        team_id: the team UUID, required with a JWT; default ``$CYBERUN_TEAM_ID``.
+        base_url: the API host root; default ``$CYBERUN_BASE_URL`` or
+            ``https://core.cyberun.cloud``. URLs copied from the docs
+            (``.../api/v1`` or ``.../api/v1/r``) are accepted.
+        transport: a :class:`~cyberun.transports.Transport`, or ``"requests"``,
+            ``"urllib3"``, ``"urllib"`` or ``"auto"`` (default: requests if
+            installed, else urllib3, else the standard library).
+        timeout: a :class:`~cyberun.Timeout`, a number or a (connect, read)
+            pair; default ``Timeout(connect=10, read=30)``.
+        retry: a :class:`~cyberun.RetryPolicy`, a number of attempts, or
+            False; default ``RetryPolicy()`` (4 attempts).
+        poll_interval: seconds between polls when polling (jittered).
+        liveness_interval: seconds without a real event after which a stream
+            of keep-alives is checked with one GET of the task.
+        max_stream_failures: failed stream connects in a row before polling.
+        allow_insecure_http: allow plain http to a host that is not loopback.
+
+    Raises:
+        ConfigurationError: no key, a JWT without a team id, a bad base URL.
+
+    Use it as a context manager, or call :meth:`close`, to release its
+    connections. One client is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        *,
+        team_id: Optional[str] = None,
+        base_url: Optional[str] = None,
+        transport: Union[Transport, str, None] = None,
+        timeout: Union[
+            Timeout, float, Tuple[Optional[float], Optional[float]], _Default, None
+        ] = DEFAULT,
+        retry: Union[RetryPolicy, int, bool, _Default, None] = DEFAULT,
+        poll_interval: float = 3.0,
+        liveness_interval: float = 15.0,
+        max_stream_failures: int = 3,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        token = api_key if api_key is not None else os.environ.get("CYBERUN_API_KEY", "")
+        if not token or not token.strip():
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set the CYBERUN_API_KEY environment variable"
+            )
+        team = team_id if team_id is not None else (os.environ.get("CYBERUN_TEAM_ID") or None)
+        url = (
+            base_url
+            if base_url is not None
+            else (os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL)
+        )
+        self.base_url = normalize_base_url(url, allow_http=allow_insecure_http)
+        credentials = Credentials(token, team)
+        if poll_interval <= 0 or liveness_interval <= 0 or max_stream_failures < 1:
+            raise ConfigurationError("poll_interval and liveness_interval must be positive")
+        if isinstance(transport, str):
+            transport = transport_by_name(transport)
+        self.transport: Transport = transport if transport is not None else default_transport()
+        self.timeout = Timeout.from_value(timeout)
+        self.retry = (
+            RetryPolicy() if isinstance(retry, _Default) else RetryPolicy.from_value(retry)
+        )
+        self.poll_interval = poll_interval
+        self.stream_settings = StreamSettings(
+            liveness_interval=liveness_interval, max_failures=max_stream_failures
+        )
+        self._api = Endpoints(
+            base_url=self.base_url,
+            credentials=credentials,
+            transport=self.transport,
+            timeout=self.timeout,
+            retry=self.retry,
+            user_agent_suffix=type(self.transport).__name__,
+        )
+        self._controls: Set[Control] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<cyberun.Client base_url={self.base_url!r} transport={self.transport!r}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every wait and stream in progress (tasks keep running) and release connections."""
+        with self._lock:
+            self._closed = True
+            controls = list(self._controls)
+        for control in controls:
+            control.interrupt()
+        self.transport.close()
+
+    @property
+    def api(self) -> Endpoints:
+        """The endpoint layer, one method per API endpoint (for advanced use)."""
+        return self._api
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        workflow: str,
+        parameters: Optional[Mapping[str, Any]] = None,
+        *,
+        dispatch_target: Optional[str] = None,
+        target_pool: Optional[str] = None,
+        submitter_region: Optional[str] = None,
+        tool_type: Optional[str] = None,
+        validate: bool = False,
+        on_upload_progress: Optional[UploadProgress] = None,
+        **options: Any,
+    ) -> TaskHandle:
+        """Start a workflow and return a handle to the new task.
+
+        Args:
+            workflow: a workflow id, a slug, or ``slug@version``.
+            parameters: the workflow's parameters. A ``pathlib.Path`` or an
+                open binary file is uploaded first (``files/presign`` plus a
+                streamed PUT) and replaced by its file key; a string is sent
+                as it is (an existing file key, for instance).
+            dispatch_target: ``"agent"`` or ``"comfy_cloud"``.
+            target_pool: ``"team"`` or ``"community"``.
+            submitter_region: for example ``"us-east"``.
+            tool_type: ``"comfyui"`` or ``"nerfstudio"``.
+            validate: check the parameters against the workflow's definitions
+                first (one more request) and raise :class:`~cyberun.ParameterError`
+                listing every problem, before anything is uploaded or started.
+            on_upload_progress: called as ``(key, bytes_sent, total)`` while
+                file parameters upload.
+            options: further fields for the run request's body, for options
+                newer than this SDK.
+
+        Raises:
+            ParameterError: ``validate=True`` found problems.
+            SubmissionUncertain: the request may have reached the server but
+                its answer was lost; the task may exist. Never retried.
+        """
+        params: Dict[str, Any] = dict(parameters or {})
+        if validate:
+            raise_for_parameters(self.get_workflow(workflow), params)
+        for key, value in list(params.items()):
+            if _is_file(value):
+                params[key] = self.upload_file(
+                    value,
+                    on_progress=(
+                        None
+                        if on_upload_progress is None
+                        else lambda sent, total, key=key: on_upload_progress(key, sent, total)  # type: ignore[misc]
+                    ),
+                )
+        body: Dict[str, Any] = {"parameters": params}
+        for name, value in (
+            ("dispatch_target", dispatch_target),
+            ("target_pool", target_pool),
+            ("submitter_region", submitter_region),
+            ("tool_type", tool_type),
+        ):
+            if value is not None:
+                body[name] = value
+        body.update(options)
+        task_id = self._api.run_workflow(workflow, body)
+        logger.info("started task %s (%s)", task_id, workflow)
+        return TaskHandle(self, task_id)
+
+    def upload_file(
+        self,
+        file: FileLike,
+        *,
+        content_type: Optional[str] = None,
+        on_progress: Optional[Callable[[int, int], None]] = None,
+    ) -> str:
+        """Upload an input file; return the file key to pass as a ``file`` parameter.
+
+        The file is streamed, never read whole into memory.
+        """
+        opened: Optional[IO[bytes]] = None
+        try:
+            if isinstance(file, (str, os.PathLike)):
+                path = Path(file)
+                opened = path.open("rb")
+                stream: IO[bytes] = opened
+                name = path.name
+                size = path.stat().st_size
+            else:
+                stream = file
+                name = os.path.basename(str(getattr(file, "name", "") or "upload.bin"))
+                size = _remaining_size(stream)
+            kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            target = self._api.presign_upload(name, size, kind)
+            self._api.upload(target, stream, size=size, on_progress=on_progress)
+            return target.file_key
+        finally:
+            if opened is not None:
+                opened.close()
+
+    def task(self, task_id: str) -> TaskHandle:
+        """A handle to an existing task (no request is made)."""
+        return TaskHandle(self, task_id)
+
+    def get_task(self, task_id: str) -> Task:
+        """A task's status and metadata."""
+        return self._api.get_task(task_id)
+
+    def list_tasks(
+        self, status: Optional[str] = None, *, per_page: int = 20, limit: Optional[int] = None
+    ) -> Iterator[Task]:
+        """Tasks, newest first, fetched page by page as you iterate."""
+        return self._api.iter_tasks(status=status, per_page=per_page, limit=limit)
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a task; a no-op on a task that has already ended."""
+        self._api.cancel_task(task_id)
+
+    def get_result(self, task_id: str) -> TaskResult:
+        """A task's output and freshly signed download links."""
+        return self._api.get_result(task_id)
+
+    # -- workflows --------------------------------------------------------------------------
+
+    def list_workflows(self) -> Iterator[Workflow]:
+        """Every workflow, fetched page by page as you iterate."""
+        return self._api.iter_workflows()
+
+    def get_workflow(self, id_or_slug: str) -> Workflow:
+        """A workflow by id, slug, or ``slug@version``."""
+        return self._api.get_workflow(id_or_slug)
+
+    # -- following ----------------------------------------------------------------------------
+
+    def events(
+        self,
+        task_id: str,
+        *,
+        mode: str = "auto",
+        timeout: Optional[float] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> EventStream:
+        """The task's events as they happen, until (and including) the terminal one.
+
+        Args:
+            task_id: the task.
+            mode: ``"auto"`` (stream, fall back to polling), ``"stream"``
+                (stream; after repeated failures it still falls back rather
+                than fail), or ``"poll"``.
+            timeout: stop with :class:`~cyberun.WaitTimeout` after this many seconds.
+            stop: set this event (from any thread) to end the iteration.
+
+        Yields:
+            :class:`~cyberun.StatusEvent`, :class:`~cyberun.ProgressEvent`,
+            :class:`~cyberun.ErrorEvent` (recoverable), ..., then one of
+            :class:`~cyberun.CompletedEvent`, :class:`~cyberun.FailedEvent`,
+            :class:`~cyberun.CancelledEvent`.
+        """
+        _check_mode(mode)
+        control = self._control(timeout, stop)
+
+        def generate() -> Iterator[TaskEvent]:
+            try:
+                yield from self._follow(task_id, control, mode)
+            except DeadlineReached:
+                raise WaitTimeout(_timeout_message(task_id, timeout), task_id=task_id) from None
+
+        return EventStream(generate(), control, lambda: self._release(control))
+
+    def wait(
+        self,
+        task_id: str,
+        *,
+        timeout: Optional[float] = None,
+        on_event: Optional[Callable[[TaskEvent], None]] = None,
+        mode: str = "auto",
+        cancel_on_timeout: bool = False,
+        stop: Optional[threading.Event] = None,
+    ) -> TaskResult:
+        """Follow a task until it ends; return the result of a completed task.
+
+        Args:
+            task_id: the task.
+            timeout: the most seconds to wait (wall clock, sleeping and
+                reconnecting included); None waits as long as it takes.
+            on_event: called with every event as it arrives.
+            mode: ``"auto"``, ``"stream"`` or ``"poll"`` (see :meth:`events`).
+            cancel_on_timeout: cancel the task on the server when the
+                deadline passes, so it stops costing GPU time.
+            stop: set this event (from any thread) to stop waiting.
+
+        Raises:
+            TaskFailed: the task failed; ``error`` holds the server's message.
+            TaskCancelled: the task was cancelled.
+            WaitTimeout: the deadline passed; the task still runs on the
+                server unless ``cancel_on_timeout``.
+            WaitStopped: the stop event was set or the client closed.
+        """
+        _check_mode(mode)
+        control = self._control(timeout, stop)
+        try:
+            return self._wait(task_id, control, on_event, mode, cancel_on_timeout, timeout)
+        finally:
+            self._release(control)
+
+    def _wait(
+        self,
+        task_id: str,
+        control: Control,
+        on_event: Optional[Callable[[TaskEvent], None]],
+        mode: str,
+        cancel_on_timeout: bool,
+        timeout: Optional[float],
+    ) -> TaskResult:
+        try:
+            for event in self._follow(task_id, control, mode):
+                if on_event is not None:
+                    on_event(event)
+                if isinstance(event, CompletedEvent):
+                    return self._api_for(control).get_result(task_id)
+                if isinstance(event, FailedEvent):
+                    message = event.error or "no error message"
+                    raise TaskFailed(
+                        f"task {task_id} failed: {message}", task_id=task_id, error=event.error
+                    )
+                if isinstance(event, CancelledEvent):
+                    raise TaskCancelled(f"task {task_id} was cancelled", task_id=task_id)
+            raise DecodeError(
+                f"following task {task_id} ended without a terminal event"
+            )  # pragma: no cover
+        except DeadlineReached:
+            if cancel_on_timeout:
+                self.cancel(task_id)
+                raise WaitTimeout(
+                    f"task {task_id} did not finish within {timeout}s; it was cancelled",
+                    task_id=task_id,
+                ) from None
+            raise WaitTimeout(_timeout_message(task_id, timeout), task_id=task_id) from None
+        except Stopped:
+            raise WaitStopped(
+                f"stopped waiting for task {task_id}; it keeps running on the server",
+                task_id=task_id,
+            ) from None
+
+    def _follow(self, task_id: str, control: Control, mode: str) -> Iterator[TaskEvent]:
+        api = self._api_for(control)
+        progression = Progression()
+
+        def poll() -> Iterator[TaskEvent]:
+            return follow_polling(
+                api,
+                task_id,
+                control=control,
+                progression=progression,
+                poll_interval=self.poll_interval,
+            )
+
+        if mode == "poll":
+            return poll()
+        return follow_stream(
+            api,
+            task_id,
+            control=control,
+            progression=progression,
+            settings=self.stream_settings,
+            timeout=self.timeout,
+            poll=poll,
+        )
+
+    def _control(self, timeout: Optional[float], stop: Optional[threading.Event]) -> Control:
+        control = Control(timeout, stop)
+        with self._lock:
+            if self._closed:
+                raise WaitStopped("the client is closed")
+            self._controls.add(control)
+        return control
+
+    def _release(self, control: Control) -> None:
+        with self._lock:
+            self._controls.discard(control)
+
+    def _api_for(self, control: Control) -> Endpoints:
+        """The endpoint layer with retry sleeps that honour this wait's stop and deadline."""
+        return self._api.derive(retry=self.retry.replace(sleep=control.sleep))
+
+    # -- results -------------------------------------------------------------------------------
+
+    def download(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        dest_dir: Union[str, os.PathLike],  # type: ignore[type-arg]
+        *,
+        overwrite: bool = False,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> List[Path]:
+        """Download every output file of a completed task into ``dest_dir``.
+
+        Files are named after their output key (``9.images.0.png``) or the
+        URL's file name, made safe for any file system. Each is written to a
+        temporary file and renamed into place when complete; a failed or
+        interrupted download leaves nothing behind. Expired links are
+        refreshed once.
+
+        Args:
+            task_or_result: a task id, a handle, or a result already fetched.
+            dest_dir: the folder (created if needed).
+            overwrite: replace existing files (otherwise a clash is an error
+                before anything is downloaded).
+            on_progress: called as ``(file_name, bytes_done, bytes_total_or_None)``.
+
+        Returns:
+            The paths written, in the result's order.
+
+        Raises:
+            DownloadError: a file could not be fetched or written.
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.download_all(
+            result, dest_dir, overwrite=overwrite, on_progress=on_progress
+        )
+
+    def download_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: str,
+        file: IO[bytes],
+        *,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> int:
+        """Stream one output into a binary file object you own; return the bytes written.
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: the output's key in ``download_urls`` (``""`` for ``download_url``).
+            file: where to write; it is not closed.
+            on_progress: as for :meth:`download`.
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.download_into(result, key, file, on_progress=on_progress)
+
+    def _result_of(self, value: Union[str, TaskHandle, TaskResult]) -> Tuple[TaskResult, str]:
+        if isinstance(value, TaskResult):
+            return value, value.id
+        task_id = value.id if isinstance(value, TaskHandle) else value
+        return self.get_result(task_id), task_id
+
+    def run_and_wait(
+        self,
+        workflow: str,
+        parameters: Optional[Mapping[str, Any]] = None,
+        *,
+        download_to: Union[str, os.PathLike, None] = None,  # type: ignore[type-arg]
+        on_event: Optional[Callable[[TaskEvent], None]] = None,
+        timeout: Optional[float] = None,
+        cancel_on_timeout: bool = False,
+        mode: str = "auto",
+        overwrite: bool = False,
+        **run_options: Any,
+    ) -> RunOutcome:
+        """Run a workflow, follow it to the end, and optionally download its files.
+
+        The one call for scripts. Raises as :meth:`run` and :meth:`wait` do.
+        """
+        task = self.run(workflow, parameters, **run_options)
+        result = task.wait(
+            timeout=timeout, on_event=on_event, mode=mode, cancel_on_timeout=cancel_on_timeout
+        )
+        files = (
+            [] if download_to is None else self.download(result, download_to, overwrite=overwrite)
+        )
+        return RunOutcome(task=task, result=result, files=files)
+
+    def as_completed(
+        self,
+        tasks: Iterable[Union[str, TaskHandle]],
+        *,
+        max_streams: int = 8,
+        timeout: Optional[float] = None,
+        mode: str = "auto",
+    ) -> Iterator[Completion]:
+        """Follow many tasks at once; yield each :class:`Completion` as its task ends.
+
+        At most ``max_streams`` tasks are streamed at a time, from that many
+        threads; the others are polled by one more thread, so hundreds of
+        tasks never mean hundreds of connections. A task that ends while
+        polled is reported without ever being streamed. Stopping the
+        iteration early stops every thread.
+
+        Args:
+            tasks: task ids or handles.
+            max_streams: streams (and streaming threads) at most; 0 polls all.
+            timeout: after this many seconds, every unfinished task is
+                reported with a :class:`~cyberun.WaitTimeout` error.
+            mode: ``"auto"`` or ``"poll"`` for the streamed tasks.
+        """
+        ids = list(dict.fromkeys(t.id if isinstance(t, TaskHandle) else t for t in tasks))
+        return _Batch(self, ids, max_streams=max_streams, timeout=timeout, mode=mode).run()
+
+    # -- webhooks (management API: a JWT with team id, or a dk- key) -----------------------------
+
+    def create_webhook(
+        self,
+        url: str,
+        events: Iterable[str] = ("task.completed", "task.failed"),
+        *,
+        name: str = "cyberun",
+    ) -> Webhook:
+        """Subscribe ``url`` (https) to task events; the answer holds the secret (shown once)."""
+        return self._api.create_webhook(
+            display_name=name, webhook_url=url, webhook_events=list(events)
+        )
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        """One webhook subscription."""
+        return self._api.get_webhook(webhook_id)
+
+    def list_webhooks(self) -> Iterator[Webhook]:
+        """Every webhook subscription."""
+        return self._api.iter_webhooks()
+
+    def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        url: Optional[str] = None,
+        events: Optional[Iterable[str]] = None,
+        name: Optional[str] = None,
+        active: Optional[bool] = None,
+    ) -> Webhook:
+        """Change a subscription's URL, events, name or active state."""
+        changes: Dict[str, Any] = {}
+        if url is not None:
+            changes["webhook_url"] = url
+        if events is not None:
+            changes["webhook_events"] = list(events)
+        if name is not None:
+            changes["display_name"] = name
+        if active is not None:
+            changes["is_active"] = active
+        return self._api.update_webhook(webhook_id, changes)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Remove a subscription."""
+        self._api.delete_webhook(webhook_id)
+
+    def rotate_webhook_secret(self, webhook_id: str) -> str:
+        """Issue a new signing secret; the old one stops working at once."""
+        return self._api.rotate_webhook_secret(webhook_id)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+
+
+def _timeout_message(task_id: str, timeout: Optional[float]) -> str:
+    return (
+        f"task {task_id} did not finish within {timeout}s; it is still running on the server "
+        "(wait on it again, or cancel it)"
+    )
+
+
+def _is_file(value: Any) -> bool:
+    if isinstance(value, os.PathLike):
+        return True
+    return callable(getattr(value, "read", None)) and not isinstance(value, (str, bytes))
+
+
+def _remaining_size(stream: IO[bytes]) -> int:
+    if isinstance(stream, io.BytesIO):
+        return len(stream.getbuffer()) - stream.tell()
+    try:
+        return os.fstat(stream.fileno()).st_size - stream.tell()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+    try:
+        position = stream.tell()
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(position)
+        return end - position
+    except (AttributeError, OSError, io.UnsupportedOperation) as exc:
+        raise ConfigurationError(
+            "cannot tell the size of this file object; pass a path, or a seekable file"
+        ) from exc
+
+
+class _Batch:
+    """The machinery behind Client.as_completed: stream workers plus one poller."""
+
+    def __init__(
+        self,
+        client: Client,
+        ids: List[str],
+        *,
+        max_streams: int,
+        timeout: Optional[float],
+        mode: str,
+    ) -> None:
+        self.client = client
+        self.ids = ids
+        self.max_streams = max(0, max_streams)
+        self.timeout = timeout
+        self.mode = mode
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.waiting = list(ids)  # not yet streamed: polled meanwhile
+        self.reported: Set[str] = set()
+        self.results: queue.Queue = queue.Queue()  # type: ignore[type-arg]
+        self.deadline = Control(timeout, self.stop)
+        self.threads: List[threading.Thread] = []
+        self.controls: Set[Control] = set()
+
+    def run(self) -> Iterator[Completion]:
+        streams = min(self.max_streams, len(self.ids)) if self.mode != "poll" else 0
+        for n in range(streams):
+            self._start(self._stream_worker, f"cyberun-stream-{n}")
+        self._start(self._poller, "cyberun-poller")
+        try:
+            while len(self.reported) < len(self.ids):
+                remaining = self.deadline.remaining()
+                try:
+                    completion = self.results.get(
+                        timeout=remaining if remaining is not None else None
+                    )
+                except queue.Empty:
+                    break
+                yield completion
+            for task_id in self.ids:
+                if self._claim(task_id):
+                    yield Completion(
+                        task_id,
+                        error=WaitTimeout(
+                            _timeout_message(task_id, self.timeout), task_id=task_id
+                        ),
+                    )
+        finally:
+            self.stop.set()
+            self.deadline.interrupt()
+            with self.lock:
+                controls = list(self.controls)
+            for control in controls:
+                control.interrupt()  # unblock streams waiting for data
+            for thread in self.threads:
+                thread.join(10)
+
+    def _start(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _claim(self, task_id: str) -> bool:
+        with self.lock:
+            if task_id in self.reported:
+                return False
+            self.reported.add(task_id)
+            if task_id in self.waiting:
+                self.waiting.remove(task_id)
+            return True
+
+    def _report(
+        self,
+        task_id: str,
+        result: Optional[TaskResult] = None,
+        error: Optional[CyberunError] = None,
+    ) -> None:
+        if self._claim(task_id):
+            self.results.put(Completion(task_id, result, error))
+
+    def _stream_worker(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                if not self.waiting:
+                    return
+                task_id = self.waiting.pop(0)
+            try:
+                control = self.client._control(self.deadline.remaining(), self.stop)
+            except WaitStopped:
+                return
+            with self.lock:
+                self.controls.add(control)
+            try:
+                result = self.client._wait(task_id, control, None, self.mode, False, self.timeout)
+            except WaitStopped:
+                return
+            except WaitTimeout:
+                return  # the consumer reports every unfinished task as timed out
+            except CyberunError as exc:
+                self._report(task_id, error=exc)
+                continue
+            finally:
+                self.client._release(control)
+                with self.lock:
+                    self.controls.discard(control)
+            self._report(task_id, result=result)
+
+    def _poller(self) -> None:
+        api = self.client._api.derive(retry=self.client.retry.replace(sleep=self.deadline.sleep))
+        try:
+            while not self.stop.is_set():
+                with self.lock:
+                    batch = [t for t in self.waiting if t not in self.reported]
+                if not batch and len(self.reported) == len(self.ids):
+                    return
+                for task_id in batch:
+                    self.deadline.check()
+                    try:
+                        task = api.get_task(task_id)
+                    except CyberunError as exc:
+                        if isinstance(exc, (Stopped, DeadlineReached)):
+                            raise
+                        self._report(task_id, error=exc)
+                        continue
+                    status = task.task_status
+                    if status is None or not status.is_terminal:
+                        continue
+                    with self.lock:
+                        if task_id not in self.waiting:
+                            continue  # a stream worker took it meanwhile
+                        self.waiting.remove(task_id)
+                    if status == "completed":
+                        try:
+                            self._report(task_id, result=api.get_result(task_id))
+                        except CyberunError as exc:
+                            self._report(task_id, error=exc)
+                    elif status == "failed":
+                        self._report(
+                            task_id,
+                            error=TaskFailed(
+                                f"task {task_id} failed: {task.task_error}",
+                                task_id=task_id,
+                                task=task,
+                                error=task.task_error,
+                            ),
+                        )
+                    else:
+                        self._report(
+                            task_id,
+                            error=TaskCancelled(
+                                f"task {task_id} was cancelled", task_id=task_id, task=task
+                            ),
+                        )
+                self.deadline.sleep(self.client.poll_interval)
+        except (Stopped, DeadlineReached):
+            return
