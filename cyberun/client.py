@@ -37,7 +37,6 @@ from ._redact import redact_url
 from .api import Credentials, Endpoints, raise_for_parameters
 from .errors import (
     ConfigurationError,
-    CyberunError,
     DecodeError,
     TaskCancelled,
     TaskFailed,
@@ -153,7 +152,7 @@ class Completion:
 
     task_id: str
     result: Optional[TaskResult] = None
-    error: Optional[CyberunError] = None
+    error: Optional[Exception] = None
 
     @property
     def ok(self) -> bool:
@@ -305,6 +304,8 @@ class Client:
         liveness_interval: seconds without a real event after which a stream
             of keep-alives is checked with one GET of the task.
         max_stream_failures: failed stream connects in a row before polling.
+        reconnect_backoff: base delay (seconds) before reconnecting a broken
+            stream; doubles per failure in a row, with jitter, up to 10 s.
         allow_insecure_http: allow plain http to a host that is not loopback.
 
     Raises:
@@ -328,6 +329,7 @@ class Client:
         poll_interval: float = 3.0,
         liveness_interval: float = 15.0,
         max_stream_failures: int = 3,
+        reconnect_backoff: float = 0.5,
         allow_insecure_http: bool = False,
     ) -> None:
         token = api_key if api_key is not None else os.environ.get("CYBERUN_API_KEY", "")
@@ -354,7 +356,9 @@ class Client:
         )
         self.poll_interval = poll_interval
         self.stream_settings = StreamSettings(
-            liveness_interval=liveness_interval, max_failures=max_stream_failures
+            liveness_interval=liveness_interval,
+            max_failures=max_stream_failures,
+            reconnect_backoff=reconnect_backoff,
         )
         self._api = Endpoints(
             base_url=self.base_url,
@@ -898,7 +902,7 @@ class _Batch:
         self.lock = threading.Lock()
         self.waiting = list(ids)  # not yet streamed: polled meanwhile
         self.reported: Set[str] = set()
-        self.results: queue.Queue = queue.Queue()  # type: ignore[type-arg]
+        self.results: queue.Queue[Completion] = queue.Queue()
         self.deadline = Control(timeout, self.stop)
         self.threads: List[threading.Thread] = []
         self.controls: Set[Control] = set()
@@ -909,30 +913,23 @@ class _Batch:
             self._start(self._stream_worker, f"cyberun-stream-{n}")
         self._start(self._poller, "cyberun-poller")
         try:
-            while len(self.reported) < len(self.ids):
-                remaining = self.deadline.remaining()
+            delivered = 0
+            while delivered < len(self.ids):
                 try:
-                    completion = self.results.get(
-                        timeout=remaining if remaining is not None else None
-                    )
+                    completion = self.results.get(timeout=self.deadline.remaining())
                 except queue.Empty:
-                    break
+                    break  # the deadline passed
+                delivered += 1
                 yield completion
+            self._stop_workers()
             for task_id in self.ids:
-                if self._claim(task_id):
-                    yield Completion(
-                        task_id,
-                        error=WaitTimeout(
-                            _timeout_message(task_id, self.timeout), task_id=task_id
-                        ),
-                    )
+                timeout = WaitTimeout(_timeout_message(task_id, self.timeout), task_id=task_id)
+                self._report(task_id, error=timeout)
+            while delivered < len(self.ids):
+                delivered += 1
+                yield self.results.get_nowait()
         finally:
-            self.stop.set()
-            self.deadline.interrupt()
-            with self.lock:
-                controls = list(self.controls)
-            for control in controls:
-                control.interrupt()  # unblock streams waiting for data
+            self._stop_workers()
             for thread in self.threads:
                 thread.join(10)
 
@@ -941,22 +938,25 @@ class _Batch:
         self.threads.append(thread)
         thread.start()
 
-    def _claim(self, task_id: str) -> bool:
+    def _stop_workers(self) -> None:
+        self.stop.set()
+        self.deadline.interrupt()
+        with self.lock:
+            controls = list(self.controls)
+        for control in controls:
+            control.interrupt()  # unblock streams waiting for data
+
+    def _report(
+        self, task_id: str, result: Optional[TaskResult] = None, error: Optional[Exception] = None
+    ) -> None:
+        # Claiming and queueing are one step: a completion is never claimed
+        # without being queued, nor queued twice.
         with self.lock:
             if task_id in self.reported:
-                return False
+                return
             self.reported.add(task_id)
             if task_id in self.waiting:
                 self.waiting.remove(task_id)
-            return True
-
-    def _report(
-        self,
-        task_id: str,
-        result: Optional[TaskResult] = None,
-        error: Optional[CyberunError] = None,
-    ) -> None:
-        if self._claim(task_id):
             self.results.put(Completion(task_id, result, error))
 
     def _stream_worker(self) -> None:
@@ -973,11 +973,9 @@ class _Batch:
                 self.controls.add(control)
             try:
                 result = self.client._wait(task_id, control, None, self.mode, False, self.timeout)
-            except WaitStopped:
-                return
-            except WaitTimeout:
+            except (WaitStopped, WaitTimeout):
                 return  # the consumer reports every unfinished task as timed out
-            except CyberunError as exc:
+            except Exception as exc:  # a bug must not leave the consumer waiting forever
                 self._report(task_id, error=exc)
                 continue
             finally:
@@ -992,46 +990,43 @@ class _Batch:
             while not self.stop.is_set():
                 with self.lock:
                     batch = [t for t in self.waiting if t not in self.reported]
-                if not batch and len(self.reported) == len(self.ids):
-                    return
+                    if not batch and len(self.reported) == len(self.ids):
+                        return
                 for task_id in batch:
                     self.deadline.check()
                     try:
                         task = api.get_task(task_id)
-                    except CyberunError as exc:
-                        if isinstance(exc, (Stopped, DeadlineReached)):
-                            raise
+                    except (Stopped, DeadlineReached):
+                        raise
+                    except Exception as exc:
                         self._report(task_id, error=exc)
                         continue
-                    status = task.task_status
-                    if status is None or not status.is_terminal:
-                        continue
-                    with self.lock:
-                        if task_id not in self.waiting:
-                            continue  # a stream worker took it meanwhile
-                        self.waiting.remove(task_id)
-                    if status == "completed":
-                        try:
-                            self._report(task_id, result=api.get_result(task_id))
-                        except CyberunError as exc:
-                            self._report(task_id, error=exc)
-                    elif status == "failed":
-                        self._report(
-                            task_id,
-                            error=TaskFailed(
-                                f"task {task_id} failed: {task.task_error}",
-                                task_id=task_id,
-                                task=task,
-                                error=task.task_error,
-                            ),
-                        )
-                    else:
-                        self._report(
-                            task_id,
-                            error=TaskCancelled(
-                                f"task {task_id} was cancelled", task_id=task_id, task=task
-                            ),
-                        )
+                    self._poll_outcome(api, task_id, task)
                 self.deadline.sleep(self.client.poll_interval)
         except (Stopped, DeadlineReached):
             return
+
+    def _poll_outcome(self, api: Endpoints, task_id: str, task: Task) -> None:
+        status = task.task_status
+        if status is None or not status.is_terminal:
+            return
+        with self.lock:
+            if task_id not in self.waiting:
+                return  # a stream worker took it meanwhile
+            self.waiting.remove(task_id)
+        if status == "completed":
+            try:
+                self._report(task_id, result=api.get_result(task_id))
+            except Exception as exc:
+                self._report(task_id, error=exc)
+        elif status == "failed":
+            message = f"task {task_id} failed: {task.task_error}"
+            self._report(
+                task_id,
+                error=TaskFailed(message, task_id=task_id, task=task, error=task.task_error),
+            )
+        else:
+            self._report(
+                task_id,
+                error=TaskCancelled(f"task {task_id} was cancelled", task_id=task_id, task=task),
+            )
