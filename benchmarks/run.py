@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("import time", ["import_time.py"]),
     ("SSE parsers", ["sse_parsers.py"]),
+    ("transports", ["transports.py"]),
+    ("end to end", ["end_to_end.py"]),
 ]
 
 

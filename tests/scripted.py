@@ -22,6 +22,7 @@ class ScriptedServer:
         /redirect             302 to /json
         /events/chunked       chunked SSE: one event, wait for the gate, one more event
         /events/close         the same, delimited by closing the connection
+        /events/chunked-closing  chunked, announcing Connection: close (as the API does)
         /truncated            Content-Length 100 but only 10 bytes, then close
         /reset                a TCP reset instead of an answer
         /slow?seconds=s       sleep before answering
@@ -91,7 +92,7 @@ class ScriptedServer:
         elif path == "/redirect":
             self._send(h, 302, b"", "text/plain", {"Location": "/json"})
         elif path.startswith("/events/"):
-            self._events(h, chunked=path.endswith("chunked"))
+            self._events(h, chunked=not path.endswith("close"), announce_close="closing" in path)
         elif path == "/truncated":
             h.send_response(200)
             h.send_header("Content-Length", "100")
@@ -155,12 +156,14 @@ class ScriptedServer:
         if h.command != "HEAD":
             h.wfile.write(body)
 
-    def _events(self, h: BaseHTTPRequestHandler, *, chunked: bool) -> None:
+    def _events(
+        self, h: BaseHTTPRequestHandler, *, chunked: bool, announce_close: bool = False
+    ) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         if chunked:
             h.send_header("Transfer-Encoding", "chunked")
-        else:
+        if announce_close or not chunked:
             h.send_header("Connection", "close")
         h.end_headers()
         h.wfile.flush()

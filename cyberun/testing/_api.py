@@ -410,7 +410,9 @@ def _stream(
                 raise Dropped()
             stall = None
         is_malformed = malformed is not None and sent == int(malformed.get("after_events", 0))
-        writer.write(_event_bytes(entry, position, emulator, is_malformed))
+        payload = _event_bytes(entry, position, emulator, is_malformed)
+        emulator._record_write(record.id, position, time.monotonic())
+        writer.write(payload)
         last_write = time.monotonic()
         sent += 1
         if drop is not None and drop.get("after_events") is not None:

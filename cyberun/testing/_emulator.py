@@ -73,6 +73,8 @@ class CyberunEmulator:
         team_id: the team the credentials belong to.
         requests: every API request received, credentials redacted.
         storage_requests: every storage request received.
+        stream_log: ``(task_id, event_index, monotonic_time)`` for every event
+            written to a stream, the moment its bytes were handed to the socket.
         webhook_deliveries: every webhook delivery attempt.
     """
 
@@ -112,6 +114,7 @@ class CyberunEmulator:
         self.requests: List[RecordedRequest] = []
         self.storage_requests: List[RecordedRequest] = []
         self.webhook_deliveries: List[DeliveryRecord] = []
+        self.stream_log: List[Tuple[str, int, float]] = []
         self.team_id = str(uuid.uuid4())
         self.api_key = api_key or f"sk-emu-{secrets.token_hex(16)}"
         self.device_key = f"dk-emu-{secrets.token_hex(16)}"
@@ -228,6 +231,7 @@ class CyberunEmulator:
             self.requests.clear()
             self.storage_requests.clear()
             self.webhook_deliveries.clear()
+            self.stream_log.clear()
 
     def advance(self, seconds: float) -> None:
         """Move a :class:`ManualClock` forward (only with ``clock=ManualClock()``)."""
@@ -322,6 +326,10 @@ class CyberunEmulator:
     def _record(self, record: RecordedRequest) -> None:
         with self._lock:
             (self.requests if record.listener == "api" else self.storage_requests).append(record)
+
+    def _record_write(self, task_id: str, index: int, when: float) -> None:
+        with self._lock:
+            self.stream_log.append((task_id, index, when))
 
     def _credential_kind(self, token: str) -> Optional[str]:
         if token == self.api_key:

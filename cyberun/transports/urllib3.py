@@ -7,6 +7,7 @@ Also home of the urllib3 response streaming and error mapping that
 from __future__ import annotations
 
 import socket
+import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -128,11 +129,23 @@ class Urllib3Transport(BaseTransport):
 
 
 def urllib3_response(raw: Any, method: str, url: str) -> Response:
-    """Wrap a urllib3 response (``preload_content=False``) as a streaming Response."""
-    state: Dict[str, bool] = {"done": False, "complete": False}
+    """Wrap a urllib3 response (``preload_content=False``) as a streaming Response.
+
+    ``close()`` is safe from another thread: it shuts the socket down first
+    (unblocking a read in progress) and leaves the rest of the cleanup to the
+    reading thread, so it never waits behind that thread's lock.
+    """
+    state: Dict[str, bool] = {
+        "done": False,
+        "complete": False,
+        "reading": False,
+        "released": False,
+    }
+    lock = threading.Lock()
     safe_url = redact_url(url)
     read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
-    fp = getattr(raw, "_fp", None)  # http.client response underneath (1.26 fallback)
+    fp = getattr(raw, "_fp", None)  # http.client response underneath (older urllib3)
+    sock = _socket_of(raw)  # captured now: "Connection: close" detaches it later
 
     def next_chunk() -> bytes:
         if read1 is not None:
@@ -148,34 +161,61 @@ def urllib3_response(raw: Any, method: str, url: str) -> Response:
             return data
         return raw.read(_CHUNK)  # type: ignore[no-any-return]  # pragma: no cover
 
+    def release() -> None:
+        with lock:
+            if state["released"]:
+                return
+            state["released"] = True
+        if not state["complete"]:
+            raw.close()
+        raw.release_conn()
+
     def stream() -> Iterator[bytes]:
-        while True:
-            try:
-                chunk = next_chunk()
-            except Exception as exc:
-                if state["done"]:
-                    return  # closed from another thread: stop quietly
-                raise map_urllib3_error(exc, method, url) from exc
-            if not chunk:
-                break
-            yield chunk
-        state["complete"] = True
+        try:
+            while True:
+                state["reading"] = True
+                try:
+                    chunk = next_chunk()
+                except Exception as exc:
+                    if state["done"]:
+                        return  # closed from another thread: stop quietly
+                    raise map_urllib3_error(exc, method, url) from exc
+                finally:
+                    state["reading"] = False
+                if not chunk:
+                    break
+                yield chunk
+            state["complete"] = True
+        finally:
+            if state["done"]:
+                release()  # a close() from another thread left this to us
 
     def close() -> None:
         if state["done"]:
             return
         state["done"] = True
         if state["complete"]:
-            raw.release_conn()
+            release()
             return
-        _interrupt(raw)
-        raw.close()
-        raw.release_conn()
+        _interrupt(raw, sock)
+        if not state["reading"]:
+            release()
 
     return Response(raw.status, list(raw.headers.items()), stream=stream(), close=close, url=url)
 
 
-def _interrupt(raw: Any) -> None:
+def _socket_of(raw: Any) -> Optional[socket.socket]:
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        # With "Connection: close", http.client detaches the socket from the
+        # connection; the response's reader still holds it.
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _interrupt(raw: Any, sock: Optional[socket.socket]) -> None:
     """Unblock a read waiting on this response's socket in another thread."""
     shutdown = getattr(raw, "shutdown", None)  # urllib3 >= 2.3
     if callable(shutdown):
@@ -183,9 +223,6 @@ def _interrupt(raw: Any) -> None:
             shutdown()
         except Exception:  # pragma: no cover - best effort
             pass
-        return
-    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
-    sock = getattr(connection, "sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)

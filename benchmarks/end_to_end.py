@@ -1,0 +1,92 @@
+"""Benchmark: the whole SDK against the emulator.
+
+1. Requests per followed task, streaming and polling (from the emulator's log).
+2. End-to-end delay: from the emulator handing an event's bytes to the
+   socket (its ``stream_log``) to ``on_event`` being called in the client,
+   over 1,000 progress events 20 ms apart, per transport.
+
+    python benchmarks/end_to_end.py           # 1,000 events per transport
+    python benchmarks/end_to_end.py --quick   # 200 events
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from collections import Counter
+from typing import Dict, List, Optional
+
+import cyberun
+from cyberun.testing import CyberunEmulator
+
+
+def percentile(values: List[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def requests_per_task() -> None:
+    print("## Requests per followed task\n")
+    print("| mode | task length | poll interval | run | events | task (GET) | result | total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    # 60 emulated seconds of work, run 100x faster than real time.
+    with CyberunEmulator(time_scale=0.01) as server:
+        server.add_workflow("minute", steps=60, step_seconds=1.0)
+        with cyberun.Client(
+            server.api_key, base_url=server.base_url, poll_interval=0.03
+        ) as client:
+            for mode in ("stream", "poll"):
+                server.clear_logs()
+                client.run("minute").wait(mode=mode)
+                counts = Counter(r.route for r in server.requests)
+                total = sum(counts.values())
+                print(
+                    f"| {mode} | 62 s (emulated) | 3 s (emulated) | {counts['run']} | "
+                    f"{counts['events']} | {counts['task']} | {counts['result']} | {total} |"
+                )
+
+
+def delivery_delay(events: int) -> None:
+    print(f"\n## End-to-end delay: emulator write -> on_event, {events} events 20 ms apart\n")
+    print("| transport | p50 ms | p99 ms | max ms | events |")
+    print("|---|---:|---:|---:|---:|")
+    for transport in ("requests", "urllib3", "urllib"):
+        with CyberunEmulator(time_scale=1.0) as server:
+            server.add_workflow("ticks", steps=events, step_seconds=0.02)
+            with cyberun.Client(
+                server.api_key, base_url=server.base_url, transport=transport
+            ) as client:
+                received: Dict[int, float] = {}
+
+                def on_event(event: cyberun.TaskEvent) -> None:
+                    if isinstance(event, cyberun.ProgressEvent) and event.event_id:
+                        received[int(event.event_id)] = time.monotonic()
+
+                task = client.run("ticks")
+                task.wait(on_event=on_event)
+                written = {
+                    index: when for task_id, index, when in server.stream_log if task_id == task.id
+                }
+        late = [(received[i] - written[i]) * 1000 for i in received if i in written]
+        print(
+            f"| {transport} | {percentile(late, 0.5):.2f} | {percentile(late, 0.99):.2f} | "
+            f"{max(late):.2f} | {len(late)} |"
+        )
+        sys.stdout.flush()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"# end-to-end benchmark: Python {platform.python_version()}, {platform.machine()}")
+    print(f"# command: python benchmarks/end_to_end.py{' --quick' if args.quick else ''}\n")
+    requests_per_task()
+    delivery_delay(200 if args.quick else 1000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
