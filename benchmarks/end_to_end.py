@@ -18,13 +18,10 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional
 
+from _common import percentile
+
 import cyberun
 from cyberun.testing import CyberunEmulator
-
-
-def percentile(values: List[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def requests_per_task() -> None:
@@ -60,7 +57,9 @@ def delivery_delay(events: int) -> None:
             ) as client:
                 received: Dict[int, float] = {}
 
-                def on_event(event: cyberun.TaskEvent) -> None:
+                def on_event(
+                    event: cyberun.TaskEvent, received: Dict[int, float] = received
+                ) -> None:
                     if isinstance(event, cyberun.ProgressEvent) and event.event_id:
                         received[int(event.event_id)] = time.monotonic()
 

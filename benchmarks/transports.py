@@ -27,6 +27,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from _common import percentile
+
 GAP = 0.020  # seconds between events
 
 
@@ -149,7 +151,7 @@ def requests_loop(base: str, count: int) -> float:
     with requests.Session() as session:
         start = time.perf_counter()
         for _ in range(count):
-            session.get(base + "/small").content
+            _ = session.get(base + "/small").content
         return time.perf_counter() - start
 
 
@@ -238,11 +240,6 @@ DELAY_CLIENTS: Dict[str, Callable[[str, int], List[float]]] = {
 }
 
 
-def percentile(values: List[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def run_with_timeout(
     func: Callable[[], Any], seconds: float
 ) -> Tuple[Optional[Any], Optional[str]]:
@@ -297,7 +294,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for framing in ("chunked", "close"):
             for name, measure in DELAY_CLIENTS.items():
                 url = f"{base}/sse/{framing}"
-                late, error = run_with_timeout(lambda: measure(url, events), events * GAP + 30)
+                late, error = run_with_timeout(
+                    lambda measure=measure, url=url: measure(url, events), events * GAP + 30
+                )
                 if error or not late:
                     print(f"| {name} | {framing} | - | - | - | {error or 'no events'}")
                     continue

@@ -1,0 +1,597 @@
+"""The ``cyberun`` command: run workflows, follow tasks and fetch results from a shell.
+
+Built on :class:`cyberun.Client` only. Exit codes:
+
+====  ==========================================================
+0     success (the task completed)
+1     the task failed
+2     usage or configuration error (bad arguments, no API key)
+3     the task was cancelled
+4     the wait timed out (the task keeps running on the server)
+5     API or network error
+130   interrupted (Ctrl-C); the task keeps running unless
+      ``--cancel-on-interrupt``
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence
+
+from ._version import __version__
+from .errors import (
+    ConfigurationError,
+    CyberunError,
+    ParameterError,
+    TaskCancelled,
+    TaskFailed,
+    WaitStopped,
+    WaitTimeout,
+)
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 3
+EXIT_TIMEOUT = 4
+EXIT_ERROR = 5
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes: 0 completed, 1 task failed, 2 usage/configuration error,
+3 cancelled, 4 wait timed out, 5 API/network error, 130 interrupted
+
+credentials: CYBERUN_API_KEY (sk-, dk- or a session JWT), CYBERUN_TEAM_ID
+(required with a JWT), CYBERUN_BASE_URL; or --api-key/--team-id/--base-url.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit with 2, on stderr
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    common = _Parser(add_help=False)
+    common.add_argument("--api-key", help="API key (default: $CYBERUN_API_KEY); never echoed")
+    common.add_argument(
+        "--team-id", help="team UUID, needed with a JWT (default: $CYBERUN_TEAM_ID)"
+    )
+    common.add_argument(
+        "--base-url", help="API host (default: $CYBERUN_BASE_URL or https://core.cyberun.cloud)"
+    )
+    common.add_argument(
+        "--transport", choices=["auto", "requests", "urllib3", "urllib"], default="auto"
+    )
+    common.add_argument(
+        "--json", action="store_true", help="machine-readable output: one JSON object per line"
+    )
+    common.add_argument(
+        "--debug", action="store_true", help="debug logging and tracebacks on stderr"
+    )
+
+    parser = _Parser(
+        prog="cyberun",
+        description="Run Cyberun Cloud workflows, follow tasks live, fetch their results.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cyberun {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    follow = _Parser(add_help=False)
+    follow.add_argument(
+        "--no-stream", action="store_true", help="poll instead of streaming events"
+    )
+    follow.add_argument(
+        "--timeout", type=float, help="give up waiting after this many seconds (exit 4)"
+    )
+    follow.add_argument(
+        "--cancel-on-interrupt", action="store_true", help="cancel the task on Ctrl-C"
+    )
+    follow.add_argument(
+        "--cancel-on-timeout", action="store_true", help="cancel the task when --timeout passes"
+    )
+    follow.add_argument(
+        "--download", metavar="DIR", help="download the outputs into DIR when done"
+    )
+    follow.add_argument(
+        "--overwrite", action="store_true", help="replace existing files when downloading"
+    )
+    follow.add_argument("--show-urls", action="store_true", help="print presigned download URLs")
+
+    def command(
+        name: str, help: str, examples: str, follows: bool = False
+    ) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            parents=[common, follow] if follows else [common],
+            help=help,
+            description=help,
+            epilog="examples:\n" + examples + "\n\n" + EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    run = command(
+        "run",
+        "start a task; with --wait, follow it live",
+        "  cyberun run text-to-image -p prompt='a lighthouse at dusk' -p steps=30 --wait\n"
+        "  cyberun run text-to-image@2 --params-file params.json --wait --download out/\n"
+        "  cyberun run gaussian-splat --file images=photos.zip --wait --json",
+        follows=True,
+    )
+    run.add_argument("workflow", metavar="WORKFLOW", help="workflow id, slug, or slug@version")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='a parameter; VALUE is JSON if it parses (20, true, "20"), else text',
+    )
+    run.add_argument("--params-file", metavar="FILE", help="a JSON object of parameters")
+    run.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="upload PATH for parameter KEY",
+    )
+    run.add_argument("--wait", action="store_true", help="follow the task until it ends")
+    run.add_argument(
+        "--validate", action="store_true", help="check parameters against the workflow first"
+    )
+
+    watch = command(
+        "watch",
+        "follow a task live until it ends",
+        "  cyberun watch 019abc12-...\n  cyberun watch 019abc12-... --json",
+        follows=True,
+    )
+    watch.add_argument("task_id", metavar="TASK_ID")
+
+    status = command(
+        "status", "show a task's status and metadata", "  cyberun status 019abc12-..."
+    )
+    status.add_argument("task_id", metavar="TASK_ID")
+
+    result = command(
+        "result",
+        "show a task's result; optionally download its files",
+        "  cyberun result 019abc12-... --download out/",
+    )
+    result.add_argument("task_id", metavar="TASK_ID")
+    result.add_argument("--download", metavar="DIR", help="download the outputs into DIR")
+    result.add_argument("--overwrite", action="store_true", help="replace existing files")
+    result.add_argument("--show-urls", action="store_true", help="print presigned download URLs")
+
+    cancel = command(
+        "cancel", "cancel a task (a no-op once it has ended)", "  cyberun cancel 019abc12-..."
+    )
+    cancel.add_argument("task_id", metavar="TASK_ID")
+
+    tasks = command(
+        "tasks",
+        "list tasks, newest first",
+        "  cyberun tasks --status running\n  cyberun tasks --limit 5 --json",
+    )
+    tasks.add_argument("--status", help="only tasks in this status")
+    tasks.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+
+    workflows = command(
+        "workflows",
+        "list workflows, or show one's parameters",
+        "  cyberun workflows\n  cyberun workflows text-to-image",
+    )
+    workflows.add_argument(
+        "slug", nargs="?", metavar="SLUG", help="a workflow id, slug or slug@version"
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole job on the built-in local emulator (no account, no network)",
+        description="Start the local emulator, run a sample workflow, show live progress, "
+        "download the result, print where it is, stop the emulator.",
+        epilog="examples:\n  cyberun demo\n  cyberun demo --dir out --workflow gaussian-splat",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--dir",
+        default="cyberun-demo-output",
+        help="where to save the result (default ./cyberun-demo-output)",
+    )
+    demo.add_argument(
+        "--workflow",
+        default="text-to-image",
+        help="text-to-image, gaussian-splat, multi-output ...",
+    )
+    demo.add_argument(
+        "--time-scale", type=float, default=1.0, help="emulated speed (0.1 = ten times faster)"
+    )
+    demo.add_argument("--json", action="store_true", help="machine-readable output")
+    demo.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    return parser
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+class Output:
+    """Writes either human text or JSON lines; errors go to stderr."""
+
+    def __init__(self, as_json: bool, stdout: IO[str], stderr: IO[str]) -> None:
+        self.as_json = as_json
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def json(self, payload: Any) -> None:
+        self.stdout.write(json.dumps(payload, default=str, ensure_ascii=False) + "\n")
+        self.stdout.flush()
+
+    def text(self, line: str = "") -> None:
+        if not self.as_json:
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+
+    def error(self, line: str) -> None:
+        self.stderr.write(f"cyberun: {line}\n")
+        self.stderr.flush()
+
+
+def _data(obj: Any) -> Any:
+    from ._convert import unstructure
+
+    return unstructure(obj)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _parameters(args: argparse.Namespace) -> Dict[str, Any]:
+    params: Dict[str, Any] = {}
+    if args.params_file:
+        try:
+            loaded = json.loads(Path(args.params_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cannot read --params-file {args.params_file}: {exc}"
+            ) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigurationError(f"--params-file {args.params_file} must hold a JSON object")
+        params.update(loaded)
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"-p expects KEY=VALUE, got {item!r}")
+        params[key] = _parse_value(value)
+    for item in args.file:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise ConfigurationError(f"--file expects KEY=PATH, got {item!r}")
+        if not Path(path).is_file():
+            raise ConfigurationError(f"--file {key}: no such file: {path}")
+        params[key] = Path(path)
+    return params
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import cyberun
+
+    key = args.api_key or os.environ.get("CYBERUN_API_KEY")
+    if not key:
+        raise ConfigurationError(
+            "no API key: set the CYBERUN_API_KEY environment variable (or pass --api-key)"
+        )
+    return cyberun.Client(
+        key, team_id=args.team_id, base_url=args.base_url, transport=args.transport
+    )
+
+
+def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) -> int:
+    from ._display import Progress
+
+    progress = None if out.as_json else Progress(out.stdout)
+    if progress is not None and not progress.uses_bar:
+        out.text(f"following task {task_id} (Ctrl-C stops following; the task keeps running)")
+
+    def on_event(event: Any) -> None:
+        if out.as_json:
+            out.json(_data(event))
+        elif progress is not None:
+            progress.update(event)
+
+    mode = "poll" if args.no_stream else "auto"
+    try:
+        try:
+            result = client.wait(
+                task_id,
+                timeout=args.timeout,
+                on_event=on_event,
+                mode=mode,
+                cancel_on_timeout=args.cancel_on_timeout,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+    except KeyboardInterrupt:
+        if args.cancel_on_interrupt:
+            client.cancel(task_id)
+            out.error(f"interrupted; task {task_id} was cancelled")
+        else:
+            out.error(
+                f"interrupted; task {task_id} keeps running on the server "
+                f"(follow it again: cyberun watch {task_id}; stop it: cyberun cancel {task_id})"
+            )
+        return EXIT_INTERRUPTED
+    _show_result(client, result, args, out)
+    return EXIT_OK
+
+
+def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output) -> None:
+    files: List[Path] = []
+    if getattr(args, "download", None):
+        files = client.download(result, args.download, overwrite=getattr(args, "overwrite", False))
+    if out.as_json:
+        payload = {"type": "result", **_data(result)}
+        if files:
+            payload["files"] = [str(p) for p in files]
+        out.json(payload)
+        return
+    out.text(f"task {result.id}: {result.task_status or 'completed'}")
+    for key, url in result.urls():
+        where = (
+            url if getattr(args, "show_urls", False) else "(presigned link hidden; --show-urls)"
+        )
+        out.text(f"  output {key or 'primary'}: {where}")
+    if result.expires_at is not None and result.urls():
+        out.text(f"  links expire at {result.expires_at.isoformat()}")
+    for path in files:
+        out.text(f"  saved {path}")
+
+
+def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    client = _client(args)
+    with client:
+        task = client.run(args.workflow, _parameters(args), validate=args.validate)
+        if not args.wait:
+            if out.as_json:
+                out.json({"task_id": task.id})
+            else:
+                out.text(task.id)
+            return EXIT_OK
+        return _follow(client, task.id, args, out)
+
+
+def cmd_watch(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        return _follow(client, args.task_id, args, out)
+
+
+def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        task = client.get_task(args.task_id)
+    if out.as_json:
+        out.json(_data(task))
+        return EXIT_OK
+    out.text(f"task      {task.id}")
+    out.text(f"status    {task.task_status}")
+    for label, value in (
+        ("workflow", task.workflow_id),
+        ("created", task.created_at),
+        ("started", task.started_at),
+        ("ended", task.completed_at),
+        ("gpu", task.gpu_type),
+        ("agent", task.agent_id),
+        ("error", task.task_error),
+    ):
+        if value:
+            out.text(f"{label:<9} {value}")
+    return EXIT_OK
+
+
+def cmd_result(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        result = client.get_result(args.task_id)
+        if result.task_status == "failed":
+            raise TaskFailed(
+                f"task {result.id} failed: {result.task_error}",
+                task_id=result.id,
+                error=result.task_error,
+            )
+        if result.task_status == "cancelled":
+            raise TaskCancelled(f"task {result.id} was cancelled", task_id=result.id)
+        _show_result(client, result, args, out)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        client.cancel(args.task_id)
+        task = client.get_task(args.task_id)
+    if out.as_json:
+        out.json(_data(task))
+    else:
+        out.text(f"task {task.id}: {task.task_status}")
+    return EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace, out: Output) -> int:
+    if args.limit < 1:
+        raise ConfigurationError("--limit must be at least 1")
+    with _client(args) as client:
+        for task in client.list_tasks(
+            args.status, per_page=min(args.limit, 100), limit=args.limit
+        ):
+            if out.as_json:
+                out.json(_data(task))
+            else:
+                created = task.created_at.strftime("%Y-%m-%d %H:%M") if task.created_at else ""
+                out.text(f"{task.id}  {task.task_status or ''!s:<12} {created}")
+    return EXIT_OK
+
+
+def cmd_workflows(args: argparse.Namespace, out: Output) -> int:
+    with _client(args) as client:
+        if args.slug:
+            workflow = client.get_workflow(args.slug)
+            if out.as_json:
+                out.json(_data(workflow))
+                return EXIT_OK
+            out.text(
+                f"{workflow.workflow_slug}@{workflow.version}  {workflow.display_name}  "
+                f"({workflow.workflow_status}, {workflow.tool_type})"
+            )
+            if workflow.description:
+                out.text(f"  {workflow.description}")
+            out.text("parameters:")
+            for p in workflow.parameters:
+                flags = ["required"] if p.required else []
+                if p.default is not None:
+                    flags.append(f"default {p.default!r}")
+                if p.min is not None or p.max is not None:
+                    flags.append(
+                        f"range {'' if p.min is None else p.min}..{'' if p.max is None else p.max}"
+                    )
+                if p.option_values():
+                    flags.append("one of " + ", ".join(map(str, p.option_values())))
+                out.text(f"  {p.key:<12} {p.type or ''!s:<8} {'; '.join(flags)}")
+            return EXIT_OK
+        for workflow in client.list_workflows():
+            if out.as_json:
+                out.json(_data(workflow))
+            else:
+                out.text(
+                    f"{workflow.workflow_slug or workflow.id:<20} v{workflow.version}  "
+                    f"{workflow.display_name}"
+                )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    import cyberun
+    from cyberun.testing import CyberunEmulator
+
+    inputs: Dict[str, Any] = {
+        "text-to-image": {"prompt": "a lighthouse at dusk, oil painting"},
+        "multi-output": {"prompt": "three foxes"},
+    }
+    out.text("Starting the local Cyberun emulator (no account, no network)...")
+    with CyberunEmulator(time_scale=args.time_scale) as server:
+        out.text(f"  emulator at {server.base_url}, storage at {server.storage_url}")
+        with cyberun.Client(server.api_key, base_url=server.base_url) as client:
+            parameters = dict(inputs.get(args.workflow, {}))
+            if args.workflow == "gaussian-splat":
+                with tempfile.TemporaryDirectory() as scratch:
+                    photos = Path(scratch) / "photos.zip"
+                    photos.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip archive
+                    parameters["images"] = photos
+                    task = client.run(args.workflow, parameters)
+            else:
+                task = client.run(args.workflow, parameters)
+            out.text(f"Running {args.workflow}: task {task.id}")
+            follow_args = argparse.Namespace(
+                no_stream=False,
+                timeout=None,
+                cancel_on_interrupt=True,
+                cancel_on_timeout=False,
+                download=args.dir,
+                overwrite=True,
+                show_urls=False,
+            )
+            code = _follow(client, task.id, follow_args, out)
+    if code == EXIT_OK:
+        out.text(f"Done. The result is in {Path(args.dir).resolve()}")
+    return code
+
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace, Output], int]] = {
+    "run": cmd_run,
+    "watch": cmd_watch,
+    "status": cmd_status,
+    "result": cmd_result,
+    "cancel": cmd_cancel,
+    "tasks": cmd_tasks,
+    "workflows": cmd_workflows,
+    "demo": cmd_demo,
+}
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code for an exception (see the module docstring)."""
+    if isinstance(error, TaskFailed):
+        return EXIT_FAILED
+    if isinstance(error, TaskCancelled):
+        return EXIT_CANCELLED
+    if isinstance(error, WaitTimeout):
+        return EXIT_TIMEOUT
+    if isinstance(error, (ConfigurationError, ParameterError)):
+        return EXIT_USAGE
+    if isinstance(error, WaitStopped):
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    stdout: Optional[IO[str]] = None,
+    stderr: Optional[IO[str]] = None,
+) -> int:
+    """Run the command line; returns the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(args.json, stdout, stderr)
+    if args.debug:
+        logging.basicConfig(
+            level=logging.DEBUG,
+            stream=stderr,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+    try:
+        return COMMANDS[args.command](args, out)
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except CyberunError as exc:
+        if args.debug:
+            traceback.print_exc(file=stderr)
+        code = exit_code_for(exc)
+        if args.json and isinstance(exc, (TaskFailed, TaskCancelled, WaitTimeout)):
+            out.json(
+                {
+                    "type": "error",
+                    "error": type(exc).__name__,
+                    "message": str(exc),
+                    "task_id": getattr(exc, "task_id", None),
+                }
+            )
+        out.error(str(exc))
+        return code
+    except ValueError as exc:  # an invalid id and the like
+        out.error(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        out.error(f"{type(exc).__name__}: {exc}")
+        return EXIT_ERROR
