@@ -95,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
         Urllib3Transport,
         UrllibTransport,
     )
+    from .webhooks import DeliveryDeduplicator, parse_delivery, sign_webhook, verify_signature
 
 # Public name -> module that defines it; imported on first attribute access.
 _LAZY: Dict[str, str] = {
@@ -147,6 +148,10 @@ _LAZY: Dict[str, str] = {
         "cyberun.transports",
     ),
     "RetryPolicy": "cyberun.retry",
+    **dict.fromkeys(
+        ["DeliveryDeduplicator", "parse_delivery", "sign_webhook", "verify_signature"],
+        "cyberun.webhooks",
+    ),
     "decode_event": "cyberun._convert",
     "SSEParser": "cyberun.sse",
     "ServerSentEvent": "cyberun.sse",
@@ -167,6 +172,7 @@ __all__ = [
     "ConnectTimeoutError",
     "CyberunError",
     "DecodeError",
+    "DeliveryDeduplicator",
     "DispatchTarget",
     "DownloadError",
     "ErrorEvent",
@@ -227,6 +233,9 @@ __all__ = [
     "WorkflowStatus",
     "__version__",
     "decode_event",
+    "parse_delivery",
+    "sign_webhook",
+    "verify_signature",
 ]
 
 

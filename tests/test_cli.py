@@ -55,17 +55,15 @@ def test_run_without_wait_prints_the_task_id(env: Dict[str, str]) -> None:
 def test_run_wait_shows_progress_lines_and_the_result(env: Dict[str, str], tmp_path: Path) -> None:
     code, out, err = cli(
         "run",
-        "text-to-image",
+        "slow-render",
         "-p",
-        "prompt=a fox",
-        "-p",
-        "steps=4",
+        "steps=20",
         "--wait",
         "--download",
         str(tmp_path),
     )
     assert code == 0, err
-    assert "following task" in out and "step 4/4" in out and "completed" in out
+    assert "following task" in out and "step 20/20" in out and "completed" in out
     assert f"saved {tmp_path}" in out and "presigned link hidden" in out
     assert (tmp_path / "output_00001_.png").exists()
     assert "X-Amz-Signature" not in out
@@ -273,14 +271,10 @@ def test_exit_codes_of_the_real_command(env: Dict[str, str], tmp_path: Path) -> 
 
 
 def test_progress_on_a_pipe_is_plain_lines(env: Dict[str, str]) -> None:
-    result = run_command(
-        ["run", "text-to-image", "-p", "prompt=x", "-p", "steps=3", "--wait"], env
-    )
+    result = run_command(["run", "slow-render", "-p", "steps=80", "--wait"], env)
     assert result.returncode == 0
     assert "\r" not in result.stdout and "%|" not in result.stdout
-    assert any(
-        line.startswith("[00:") and "step 3/3" in line for line in result.stdout.splitlines()
-    )
+    assert any(line.startswith("[00:") and "/80" in line for line in result.stdout.splitlines())
 
 
 @pytest.mark.parametrize("cancel", [False, True])

@@ -6,7 +6,10 @@ do not prove the task is: after ``liveness_interval`` seconds without a real
 event, one GET of the task checks that it has not ended behind a stream of
 keep-alives. A drop or stall is answered with a GET of the task (a terminal
 state reached meanwhile is never missed) and a reconnect with backoff,
-honouring ``retry:`` and sending ``Last-Event-ID``. After
+honouring ``retry:`` and sending ``Last-Event-ID``. When the server gives
+ids, even a task that ended while disconnected is reconnected to once more,
+so that its replay delivers every missed event and the real terminal event;
+only if that fails does the GET's view of the end stand in for it. After
 ``max_failures`` failed connects in a row, or an answer that is not an event
 stream, following switches to polling and says so in a log record.
 
@@ -31,7 +34,7 @@ from ..errors import (
     SSELimitError,
     TransportError,
 )
-from ..models import TaskEvent
+from ..models import Task, TaskEvent
 from ..retry import RetryPolicy
 from ..sse import ServerSentEvent, SSEParser
 from ..transports._base import Response, Timeout
@@ -114,10 +117,12 @@ class _StreamFollower:
         self.uses_ids = False
         self.failures = 0
         self.connections = 0
+        self.delivered_last = False  # whether the last connection delivered an event
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> Iterator[TaskEvent]:
+        ended: Optional[Task] = None  # the task as a GET saw it once it had ended
         while True:
             self.control.check()
             if self.connections:
@@ -125,11 +130,25 @@ class _StreamFollower:
             outcome = yield from self._one_connection()
             if outcome == "terminal":
                 return
+            if ended is not None:
+                # The replay below did not bring the terminal event: the GET's
+                # view of the end is all there is.
+                yield from confirm_events(ended, self.progression, statuses=False)
+                return
             # The stream ended, dropped or stalled before a terminal event:
             # check the task once, so a terminal state reached meanwhile is
-            # not missed, then reconnect.
-            if (yield from self._confirm()):
+            # never missed.
+            task = self.api.get_task(self.task_id)
+            if task.task_status is not None and task.task_status.is_terminal:
+                if self.uses_ids and self.delivered_last:
+                    # The server replays from Last-Event-ID: one more connect
+                    # delivers every missed event and the real terminal one.
+                    ended = task
+                    continue
+                yield from confirm_events(task, self.progression, statuses=not self.uses_ids)
                 return
+            if not self.uses_ids:
+                yield from confirm_events(task, self.progression, statuses=True)
 
     def _reconnect_delay(self) -> float:
         """Backoff after failures; the server's retry: (if any) as a floor."""
@@ -185,6 +204,7 @@ class _StreamFollower:
         parser = SSEParser()
         last_real_event = time.monotonic()
         delivered_any = False
+        self.delivered_last = False
         try:
             for chunk in response.iter_bytes():
                 try:
@@ -204,7 +224,7 @@ class _StreamFollower:
                     return "failed"
                 if raw_events:
                     if not delivered_any:
-                        delivered_any = True
+                        delivered_any = self.delivered_last = True
                         self.failures = 0  # a healthy connection resets the count
                     last_real_event = time.monotonic()
                     for event in self._deliver(raw_events, parser):
