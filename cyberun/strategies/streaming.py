@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..models import Task, TaskEvent
 from ..retry import RetryPolicy
-from ..sse import ServerSentEvent, SSEParser
+from ..sse import DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_SIZE, ServerSentEvent, SSEParser
 from ..transports._base import Response, Timeout
 from ._common import Control, Progression, confirm_events
 
@@ -57,12 +57,16 @@ class StreamSettings:
         max_failures: failed connects in a row before switching to polling.
         reconnect_backoff: base delay before a reconnect, in seconds.
         reconnect_backoff_max: the cap on that delay.
+        max_line_size: the SSE parser's limit on one line, in bytes.
+        max_event_size: the SSE parser's limit on one event, in bytes.
     """
 
     liveness_interval: float = 15.0
     max_failures: int = 3
     reconnect_backoff: float = 0.5
     reconnect_backoff_max: float = 10.0
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
 
 class FallBackToPolling(Exception):
@@ -201,7 +205,9 @@ class _StreamFollower:
             response.close()
 
     def _read(self, response: Response) -> Generator[TaskEvent, None, str]:
-        parser = SSEParser()
+        parser = SSEParser(
+            max_line_size=self.settings.max_line_size, max_event_size=self.settings.max_event_size
+        )
         last_real_event = time.monotonic()
         delivered_any = False
         self.delivered_last = False

@@ -432,6 +432,8 @@ def _start(self: ApiHandler, record: TaskRecord) -> Tuple[List[int], int]:
     last_id = self.headers.get("Last-Event-ID")
     if self.emulator.sse_ids and last_id is not None and last_id.strip().isdigit():
         return [], min(int(last_id) + 1, len(record.timeline) - 1)
+    if self.emulator.sse_history == "full":
+        return [], 0
     happened = record.entries_until(self.emulator.clock.now())
     if not happened:
         return [], 0

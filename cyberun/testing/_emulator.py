@@ -60,6 +60,9 @@ class CyberunEmulator:
         sse_ids: send ``id:`` lines (event indexes), honouring ``Last-Event-ID``.
         sse_retry: send a ``retry:`` line (milliseconds) at the start of streams.
         sse_framing: ``"chunked"`` (default) or ``"close"`` (close-delimited).
+        sse_history: where a new stream (without ``Last-Event-ID``) starts:
+            ``"current"`` (the current status, the latest progress, then live
+            events) or ``"full"`` (every event since the task began).
         keepalive_interval: send ``: keep-alive`` comments after this many
             real seconds of silence on a stream; None sends none.
         max_upload_size: the ``files/presign`` size limit in bytes (500 MB).
@@ -92,12 +95,16 @@ class CyberunEmulator:
         sse_ids: bool = True,
         sse_retry: Optional[int] = None,
         sse_framing: str = "chunked",
+        sse_history: str = "current",
         keepalive_interval: Optional[float] = None,
         max_upload_size: int = 500 * 1024 * 1024,
         api_key: Optional[str] = None,
     ) -> None:
         if sse_framing not in ("chunked", "close"):
             raise ValueError("sse_framing must be 'chunked' or 'close'")
+        if sse_history not in ("current", "full"):
+            raise ValueError("sse_history must be 'current' or 'full'")
+        self.sse_history = sse_history
         self.clock: Clock = clock or ScaledClock(time_scale)
         self.url_ttl = url_ttl
         self.seed = seed
@@ -257,6 +264,7 @@ class CyberunEmulator:
         version: int = 1,
         dispatch_target: str = "agent",
         status: str = "active",
+        output_keys: Optional[Iterable[str]] = None,
     ) -> Dict[str, Any]:
         """Add a workflow; returns its wire JSON (with its ``id``).
 
@@ -272,14 +280,19 @@ class CyberunEmulator:
             version: the workflow version.
             dispatch_target: ``"agent"`` or ``"comfy_cloud"``.
             status: ``"active"`` or ``"disabled"``.
+            output_keys: the keys of the outputs in ``download_urls`` (any
+                strings, hostile ones included); implies several outputs.
         """
-        cloud = outputs > 1 or dispatch_target == "comfy_cloud"
+        keys = list(output_keys) if output_keys is not None else None
+        if keys is not None:
+            outputs = len(keys)
+        cloud = outputs > 1 or dispatch_target == "comfy_cloud" or keys is not None
 
         def make_outputs(task: TaskRecord) -> List[OutputFile]:
             prefix = "outputs" if cloud else "tasks"
             return [
                 OutputFile(
-                    key=f"9.images.{i}" if cloud else "",
+                    key=(keys[i] if keys is not None else f"9.images.{i}") if cloud else "",
                     storage_key=f"{prefix}/{task.id}/output_{i + 1:05d}_.png",
                     content=png_bytes(task.seed * 31 + i),
                     content_type="image/png",
@@ -483,22 +496,21 @@ class CyberunEmulator:
             result["task_error"] = terminal.data.get("error", "")
             return result
         lifetime = self.url_ttl if ttl is None else ttl
-        urls = {f.key: sign_url(self, "GET", f.storage_key, lifetime) for f in task.outputs}
+        urls = [(f.key, sign_url(self, "GET", f.storage_key, lifetime)) for f in task.outputs]
         result["task_output"] = terminal.data.get("output")
         result["expires_at"] = self._wall(now + lifetime)
-        if "" in urls:
-            result["download_url"] = urls[""]
-        else:
-            result["download_urls"] = urls
-            if urls:  # cloud tasks also name their first output the primary one
-                result["download_url"] = next(iter(urls.values()))
+        if urls:
+            # The primary output; cloud tasks list every output by key too.
+            result["download_url"] = urls[0][1]
+            if task.workflow.dispatch_target == "comfy_cloud":
+                result["download_urls"] = dict(urls)
         return result
 
     def _presign_upload(self, name: str, size: int, content_type: str) -> Dict[str, Any]:
         safe = (
             "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[-100:] or "upload"
         )
-        key = f"inputs/{self.team_id}/{uuid.uuid4().hex}/{safe}"
+        key = f"inputs/{uuid.uuid4().hex}/{safe}"
         url = sign_url(self, "PUT", key, 3600.0, ("content-length", "host", "if-none-match"))
         with self._lock:
             self._upload_sizes[url.split("?")[0].split(self.storage_url, 1)[1]] = size
