@@ -80,7 +80,8 @@ class Progress:
                     total=100,
                     file=self.stream,
                     unit="%",
-                    bar_format="{desc:<12} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                    # tqdm puts ", " before a postfix itself.
+                    bar_format="{desc:<12} {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
                     dynamic_ncols=sized,
                     ncols=None if sized else 80,
                     nrows=None if sized else 24,
@@ -111,7 +112,7 @@ class Progress:
             bar.set_postfix_str(details[1] if len(details) > 1 else "", refresh=False)
             bar.set_description_str(event.stage or "running")
         elif isinstance(event, ErrorEvent):
-            bar.write(describe(event))
+            bar.write(describe(event), file=self.stream)  # above the bar, same stream
         elif event.is_terminal:
             if event.type == "completed":
                 bar.n = 100

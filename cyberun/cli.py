@@ -1,6 +1,6 @@
 """The ``cyberun`` command: run workflows, follow tasks and fetch results from a shell.
 
-Built on :class:`cyberun.Client` only. Exit codes:
+Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 
 ====  ==========================================================
 0     success (the task completed)
@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 
+from ._redact import redact_url
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -111,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument(
         "--overwrite", action="store_true", help="replace existing files when downloading"
     )
-    follow.add_argument("--show-urls", action="store_true", help="print presigned download URLs")
+    follow.add_argument(
+        "--show-urls",
+        action="store_true",
+        help="print presigned download URLs (also in --json output)",
+    )
 
     def command(
         name: str, help: str, examples: str, follows: bool = False
@@ -176,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("task_id", metavar="TASK_ID")
     result.add_argument("--download", metavar="DIR", help="download the outputs into DIR")
     result.add_argument("--overwrite", action="store_true", help="replace existing files")
-    result.add_argument("--show-urls", action="store_true", help="print presigned download URLs")
+    result.add_argument(
+        "--show-urls", action="store_true", help="print presigned download URLs (also in --json)"
+    )
 
     cancel = command(
         "cancel", "cancel a task (a no-op once it has ended)", "  cyberun cancel 019abc12-..."
@@ -351,17 +358,23 @@ def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output
     files: List[Path] = []
     if getattr(args, "download", None):
         files = client.download(result, args.download, overwrite=getattr(args, "overwrite", False))
+    show_urls = getattr(args, "show_urls", False)
     if out.as_json:
         payload = {"type": "result", **_data(result)}
+        if not show_urls:  # the signature is a bearer credential for the file
+            if payload.get("download_url"):
+                payload["download_url"] = redact_url(payload["download_url"])
+            if payload.get("download_urls"):
+                payload["download_urls"] = {
+                    key: redact_url(url) for key, url in payload["download_urls"].items()
+                }
         if files:
             payload["files"] = [str(p) for p in files]
         out.json(payload)
         return
     out.text(f"task {result.id}: {result.task_status or 'completed'}")
     for key, url in result.urls():
-        where = (
-            url if getattr(args, "show_urls", False) else "(presigned link hidden; --show-urls)"
-        )
+        where = url if show_urls else "(presigned link hidden; --show-urls)"
         out.text(f"  output {key or 'primary'}: {where}")
     if result.expires_at is not None and result.urls():
         out.text(f"  links expire at {result.expires_at.isoformat()}")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -83,6 +84,18 @@ def test_json_output_is_only_json_lines(env: Dict[str, str]) -> None:
     assert [line["type"] for line in lines][-2:] == ["completed", "result"]
     assert lines[-1]["task_status"] == "completed" and len(lines[-1]["download_urls"]) == 3
     assert {line["type"] for line in lines} <= {"status", "progress", "completed", "result"}
+    assert "X-Amz-Signature" not in out  # links are redacted unless --show-urls
+    assert all(url.endswith("?[redacted]") for url in lines[-1]["download_urls"].values())
+
+
+def test_json_output_has_usable_links_with_show_urls(env: Dict[str, str]) -> None:
+    code, out, _ = cli("run", "text-to-image", "-p", "prompt=x", "--wait", "--json", "--show-urls")
+    assert code == 0
+    result = json_lines(out)[-1]
+    assert "X-Amz-Signature=" in result["download_url"]
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with no_proxy.open(result["download_url"]) as response:  # the link works as printed
+        assert response.read().startswith(b"\x89PNG")
 
 
 def test_parameter_values_are_json_when_they_parse(

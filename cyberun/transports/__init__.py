@@ -51,7 +51,7 @@ _LAZY: Dict[str, str] = {
     "UrllibTransport": ".urllib",
 }
 
-#: Names accepted by :func:`transport_by_name`, in the order auto-selection tries them.
+# Names accepted by transport_by_name, in the order auto-selection tries them.
 _BY_NAME = {
     "requests": "RequestsTransport",
     "urllib3": "Urllib3Transport",

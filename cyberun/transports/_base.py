@@ -2,7 +2,7 @@
 
 A transport moves one HTTP request and its answer. It knows nothing about
 tasks, JSON, authentication, retries or redirects: those live above it, in
-the endpoint layer. Every transport raises only :mod:`cyberun.errors`
+the endpoint layer. Every transport raises only [`cyberun.errors`][cyberun.errors]
 transport errors, with the backend's exception chained.
 """
 
@@ -25,9 +25,10 @@ from typing import (
     Union,
     runtime_checkable,
 )
+from urllib.parse import SplitResult, urlsplit
 
 from .._redact import redact_url
-from ..errors import ReadError
+from ..errors import ConnectError, ReadError
 
 __all__ = [
     "DEFAULT",
@@ -143,9 +144,13 @@ class Request:
 class Response:
     """An HTTP response whose body may still be arriving.
 
-    Build one directly in tests and ``MockTransport`` handlers::
+    Build one directly in tests and ``MockTransport`` handlers:
 
-        Response(status=200, headers={"Content-Type": "application/json"}, content=b"{}")
+    ```python
+    from cyberun.transports import Response
+
+    response = Response(status=200, headers={"Content-Type": "application/json"}, content=b"{}")
+    ```
 
     Args:
         status: the HTTP status code.
@@ -272,7 +277,7 @@ class Response:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` has been called."""
+        """True once [`close`][cyberun.Response.close] has been called."""
         return self._closed
 
     def __enter__(self) -> Response:
@@ -295,7 +300,7 @@ class Timeout:
             the SDK reconnects and checks the task rather than failing.
 
     ``None`` means "wait forever" and must be asked for explicitly; leaving
-    an argument out (or passing :data:`DEFAULT`) means the default.
+    an argument out (or passing `DEFAULT`) means the default.
     ``Timeout.from_value(5)`` sets both to 5 s.
     """
 
@@ -368,6 +373,27 @@ def _seconds(value: Union[float, _Default, None], name: str) -> Optional[float]:
     return float(value)
 
 
+def checked_url(method: str, url: str) -> SplitResult:
+    """Split an absolute http(s) URL, or raise ConnectError: such a request is never sent.
+
+    URLs also come from servers (download links, redirects), so a malformed
+    one must end as the SDK's own error, not as whatever the HTTP library
+    happens to raise.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConnectError(f"invalid URL: {exc}", method=method, url=redact_url(url)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectError(
+            f"cannot send to {redact_url(url)!r}: not an absolute http(s) URL",
+            method=method,
+            url=redact_url(url),
+        )
+    return parts
+
+
 def iter_body(body: Body, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
     """Yield a request body's bytes: whole bytes, a file read in chunks, or an iterable."""
     if isinstance(body, (bytes, bytearray)):
@@ -416,7 +442,7 @@ class BaseTransport:
     """Convenience base class: context-manager support and a no-op ``close``."""
 
     def send(self, request: Request, *, timeout: Timeout) -> Response:
-        """Send the request; see :class:`Transport`."""
+        """Send the request; see [`Transport`][cyberun.Transport]."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -10,20 +10,28 @@ __all__ = ["MockTransport"]
 
 
 class MockTransport(BaseTransport):
-    """A transport that calls ``handler(request)`` and returns its :class:`Response`.
+    """A transport that calls ``handler(request)`` and returns its [`Response`][cyberun.Response].
 
-    For unit tests of code built on the SDK; no network is involved::
+    For unit tests of code built on the SDK; no network is involved:
 
-        def handler(request):
-            if request.url.endswith("/tasks/t1"):
-                return Response(200, {"Content-Type": "application/json"}, b'{"id": "t1"}')
-            return Response(404, content=b'{"error": "not found"}')
+    ```python
+    import cyberun
+    from cyberun.transports import MockTransport, Response
 
 
-        client = cyberun.Client("sk-test", transport=MockTransport(handler))
+    def handler(request):
+        if request.url.endswith("/tasks/t1"):
+            body = b'{"id": "t1", "task_status": "running"}'
+            return Response(200, {"Content-Type": "application/json"}, body)
+        return Response(404, content=b'{"error": "not found"}')
 
-    The handler may also raise a :class:`~cyberun.TransportError` (for example
-    :class:`~cyberun.ConnectError`) to simulate a network failure.
+
+    client = cyberun.Client("sk-test", transport=MockTransport(handler))
+    assert client.get_task("t1").task_status == "running"
+    ```
+
+    The handler may also raise a [`TransportError`][cyberun.TransportError] (for example
+    [`ConnectError`][cyberun.ConnectError]) to simulate a network failure.
 
     Attributes:
         requests: every request sent, in order.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from ..errors import ConnectError, ConnectTimeoutError, ReadError, TLSError, TransportError
-from ._base import BaseTransport, Request, Response, Timeout, iter_body
+from ._base import BaseTransport, Request, Response, Timeout, checked_url, iter_body
 from .urllib3 import map_urllib3_error, urllib3_response
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +64,8 @@ class RequestsTransport(BaseTransport):
         return f"RequestsTransport({own})"
 
     def send(self, request: Request, *, timeout: Timeout) -> Response:
-        """Send the request; see :class:`~cyberun.transports.Transport`."""
+        """Send the request; see [`Transport`][cyberun.Transport]."""
+        checked_url(request.method, request.url)
         headers: Dict[str, Optional[str]] = dict(request.headers.items())
         for name in _CREDENTIAL_HEADERS:
             if name not in request.headers:

@@ -28,7 +28,7 @@ from ..errors import (
     TLSError,
     TransportError,
 )
-from ._base import BaseTransport, Request, Response, Timeout, iter_body
+from ._base import BaseTransport, Request, Response, Timeout, checked_url, iter_body
 
 __all__ = ["UrllibTransport"]
 
@@ -101,16 +101,11 @@ class UrllibTransport(BaseTransport):
     # -- public ---------------------------------------------------------------------
 
     def send(self, request: Request, *, timeout: Timeout) -> Response:
-        """Send the request; see :class:`~cyberun.transports.Transport`."""
+        """Send the request; see [`Transport`][cyberun.Transport]."""
         if self._closed:
             raise ConnectError("the transport is closed", url=redact_url(request.url))
-        parts = urlsplit(request.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectError(
-                f"cannot send to a non-http(s) URL: {redact_url(request.url)}",
-                url=redact_url(request.url),
-            )
-        host = parts.hostname
+        parts = checked_url(request.method, request.url)
+        host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         proxy = self._proxy_for(parts.scheme, host)
         key: _PoolKey = (parts.scheme, host, port, proxy)

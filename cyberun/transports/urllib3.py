@@ -1,7 +1,7 @@
 """Urllib3Transport: HTTP over urllib3 1.26 or 2.x, optionally the user's own pool.
 
 Also home of the urllib3 response streaming and error mapping that
-:class:`~cyberun.transports.RequestsTransport` shares (requests runs on urllib3).
+[`RequestsTransport`][cyberun.RequestsTransport] shares (requests runs on urllib3).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..errors import (
     TLSError,
     TransportError,
 )
-from ._base import BaseTransport, Request, Response, Timeout, iter_body
+from ._base import BaseTransport, Request, Response, Timeout, checked_url, iter_body
 from .urllib import environment_proxy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,8 +92,9 @@ class Urllib3Transport(BaseTransport):
         return self._proxy_pools[proxy]
 
     def send(self, request: Request, *, timeout: Timeout) -> Response:
-        """Send the request; see :class:`~cyberun.transports.Transport`."""
+        """Send the request; see [`Transport`][cyberun.Transport]."""
         urllib3 = self._urllib3
+        checked_url(request.method, request.url)
         body: Any = request.body
         headers = dict(request.headers.items())
         chunked = False

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -242,6 +243,7 @@ def test_serve_command_prints_the_base_url_and_a_key() -> None:
             "sk-cmd-test",
         ],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
@@ -256,11 +258,13 @@ def test_serve_command_prints_the_base_url_and_a_key() -> None:
             base_url + "/api/v1/r/workflows", headers={"Authorization": "Bearer sk-cmd-test"}
         )
         assert answer.status == 200
+        process.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
+        _, err = process.communicate(timeout=10)
+        assert process.returncode == 0 and "stopped" in err
     finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def test_the_pytest_fixture_is_registered(pytester: pytest.Pytester) -> None:

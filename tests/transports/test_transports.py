@@ -114,6 +114,26 @@ def test_connections_are_reused(transport: Transport, server: ScriptedServer) ->
 # --- requests ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.invalid/x",
+        "http:///no-host",
+        "http://[::1/x",
+        "example.invalid/no-scheme",
+        "http://example.invalid:99999/x",
+    ],
+)
+def test_a_malformed_url_is_a_connect_error_before_anything_is_sent(
+    transport: Transport, url: str
+) -> None:
+    # Download links and redirects come from servers: a bad one must not
+    # escape as the library's own exception, nor look like a sent request.
+    with pytest.raises(ConnectError) as info:
+        transport.send(Request("POST", url, body=b"x"), timeout=TIMEOUT)
+    assert info.value.method == "POST"
+
+
 def test_request_headers_arrive(transport: Transport, server: ScriptedServer) -> None:
     headers = {"X-Custom": "yes", "User-Agent": "cyberun-test", "Accept-Encoding": "identity"}
     echo = json.loads(get(transport, server.url + "/echo?a=1", headers=headers).read())
