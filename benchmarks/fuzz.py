@@ -1,15 +1,19 @@
-"""Coverage-guided fuzzing of the SSE parser with atheris (optional, never in CI).
+"""Coverage-guided fuzzing of the SSE parser and event decoding with atheris.
 
-atheris has wheels for some CPython versions only and otherwise needs clang
-to build, so it is not a dependency. Where it installs:
+Optional and never in CI: atheris has wheels for some CPython versions only
+and otherwise needs clang to build, so it is not a dependency. Where it
+installs:
 
     python -m pip install atheris
-    python benchmarks/fuzz.py sse -atheris_runs=1000000
+    python benchmarks/fuzz.py sse -atheris_runs=1000000      # the parser
+    python benchmarks/fuzz.py events -atheris_runs=1000000   # parser + event decoding
 
-Any input that raises something other than SSELimitError, or makes
-chunked parsing disagree with whole-input parsing, is a crash: atheris saves
-it as ``crash-<hash>``; turn it into a regression test in tests/sse/.
-CI runs the same properties with hypothesis instead (``pytest -m slow``).
+A crash is any exception other than the documented ones (``SSELimitError``
+from the parser, ``DecodeError`` from decoding), or chunked parsing that
+disagrees with whole-input parsing. atheris saves the input as
+``crash-<hash>``; turn it into a regression test in tests/sse/ or
+tests/reliability/test_fuzz.py. CI runs the same entry points with
+hypothesis and a large example budget instead (``pytest -m slow``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,39 @@ def fuzz_sse(data: bytes) -> None:
         pass
 
 
-TARGETS: Dict[str, Callable[[bytes], None]] = {"sse": fuzz_sse}
+EVENT_TYPES = ["status", "progress", "completed", "failed", "cancelled", "error", "", "other"]
+
+
+def fuzz_events(data: bytes) -> None:
+    """Parse the input as a stream and decode every event it yields."""
+    from cyberun._convert import decode_event
+    from cyberun.errors import DecodeError, SSELimitError
+    from cyberun.sse import ServerSentEvent, iter_events
+
+    if not data:
+        return
+    # The first byte either picks a known event type for raw data, or says "parse it".
+    selector, rest = data[0], data[1:]
+    if selector < 128:
+        raw = [
+            ServerSentEvent(
+                EVENT_TYPES[selector % len(EVENT_TYPES)], rest.decode("utf-8", "replace")
+            )
+        ]
+    else:
+        try:
+            raw = list(iter_events([rest], max_line_size=4096, max_event_size=8192))
+        except SSELimitError:
+            return
+    for event in raw:
+        try:
+            decoded = decode_event(event)
+        except DecodeError:
+            continue
+        assert decoded.type in [*EVENT_TYPES, "unknown"], decoded
+
+
+TARGETS: Dict[str, Callable[[bytes], None]] = {"sse": fuzz_sse, "events": fuzz_events}
 
 
 def main() -> None:
@@ -54,6 +90,7 @@ def main() -> None:
 
     name = sys.argv.pop(1) if len(sys.argv) > 1 and sys.argv[1] in TARGETS else "sse"
     with atheris.instrument_imports():
+        import cyberun._convert
         import cyberun.sse  # noqa: F401
     atheris.Setup(sys.argv, TARGETS[name])
     atheris.Fuzz()

@@ -6,7 +6,9 @@ same run, and is driven through its own real code path:
 - cyberun      ``cyberun.sse.SSEParser``
 - floor        a bare ``bytes.split`` parser (LF only, no id/retry, tuples out):
                the speed limit for pure-Python parsing, not a correct parser
-- ld           launchdarkly-eventsource: ``_BufferedLineReader`` + ``_SSEReader``
+- ld           launchdarkly-eventsource's public API: ``SSEClient(...).events``
+- ld-reader    its private ``_BufferedLineReader`` + ``_SSEReader`` alone (a
+               reference: faster than its public API, but no user calls them)
 - httpx-sse    ``SSEDecoder`` behind the line splitting httpx-sse uses
                (httpx's incremental UTF-8 text decoding, then ``SSELineDecoder``)
 - sseclient    sseclient-py's ``SSEClient``
