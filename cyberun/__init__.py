@@ -1,13 +1,15 @@
 """cyberun: the Python SDK for the Cyberun Cloud task API.
 
-Run a workflow, follow the task live, fetch its result files::
+Run a workflow, follow the task live, fetch its result files:
 
-    import cyberun
+```python
+import cyberun
 
-    with cyberun.Client() as client:  # reads CYBERUN_API_KEY
-        task = client.run("text-to-image", {"prompt": "a lighthouse at dusk"})
-        result = task.wait(on_event=print)
-        paths = client.download(result, "outputs/")
+with cyberun.Client() as client:  # reads CYBERUN_API_KEY
+    task = client.run("text-to-image", {"prompt": "a lighthouse at dusk"})
+    result = task.wait(on_event=print)
+    paths = client.download(result, "outputs/")
+```
 
 Only the errors are imported eagerly; everything else loads on first use, so
 ``import cyberun`` stays cheap and never imports an HTTP library.

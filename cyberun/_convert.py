@@ -2,8 +2,8 @@
 
 Everything that knows the wire format lives here: timestamp parsing, strict
 primitive checks, ``null`` handling, the ``raw`` copy of each object, and
-the mapping from an SSE event to a :class:`~cyberun.models.TaskEvent`.
-Every failure becomes a :class:`~cyberun.errors.DecodeError`.
+the mapping from an SSE event to a [`TaskEvent`][cyberun.TaskEvent].
+Every failure becomes a [`DecodeError`][cyberun.DecodeError].
 """
 
 from __future__ import annotations
@@ -341,7 +341,7 @@ def decode_event(sse: ServerSentEvent) -> TaskEvent:
 
     Known types (``status``, ``progress``, ``completed``, ``failed``,
     ``cancelled``, ``error``) become their classes; anything else becomes an
-    :class:`~cyberun.models.UnknownEvent` that keeps the type and data.
+    [`UnknownEvent`][cyberun.UnknownEvent] that keeps the type and data.
 
     Raises:
         DecodeError: a known event whose data is not the documented JSON.

@@ -1,8 +1,8 @@
 """The endpoint layer: one method per API endpoint, and the one place requests are sent.
 
-:class:`Endpoints` builds each request, adds authentication (only for the
-API's own host), applies the :class:`~cyberun.retry.RetryPolicy`, follows
-redirects, turns HTTP failures into :mod:`cyberun.errors` exceptions and
+[`Endpoints`][cyberun.api.Endpoints] builds each request, adds authentication (only for the
+API's own host), applies the [`RetryPolicy`][cyberun.RetryPolicy], follows
+redirects, turns HTTP failures into [`cyberun.errors`][cyberun.errors] exceptions and
 decodes answers into models. Nothing above it sends HTTP by other means.
 """
 
@@ -818,7 +818,7 @@ def _check_value(definition: ParameterDef, value: Any) -> List[str]:
 
 
 def raise_for_parameters(workflow: Workflow, parameters: Mapping[str, Any]) -> None:
-    """Raise :class:`ParameterError` listing every problem, if there is any."""
+    """Raise [`ParameterError`][cyberun.ParameterError] listing every problem, if there is any."""
     problems = check_parameters(workflow, parameters)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"

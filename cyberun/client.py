@@ -1,8 +1,8 @@
 """The Client facade: configuration, the choice of strategy, and every public call.
 
-A :class:`Client` is safe to share between threads: it keeps no state per
+A [`Client`][cyberun.Client] is safe to share between threads: it keeps no state per
 request, its transport is thread-safe, and each wait or event stream has
-its own :class:`~cyberun.strategies.Control`.
+its own [`Control`][cyberun.strategies.Control].
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def _is_loopback(host: str) -> bool:
 
 @attrs.frozen
 class RunOutcome:
-    """What :meth:`Client.run_and_wait` returns.
+    """What [`Client.run_and_wait`][cyberun.Client.run_and_wait] returns.
 
     Attributes:
         task: the task's handle.
@@ -141,13 +141,13 @@ class RunOutcome:
 
 @attrs.frozen
 class Completion:
-    """One finished task from :meth:`Client.as_completed`.
+    """One finished task from [`Client.as_completed`][cyberun.Client.as_completed].
 
     Attributes:
         task_id: the task's id.
         result: the result when it completed, else None.
         error: why there is no result (``TaskFailed``, ``TaskCancelled``,
-            ``WaitTimeout`` or another :class:`~cyberun.CyberunError`), else None.
+            ``WaitTimeout`` or another [`CyberunError`][cyberun.CyberunError]), else None.
     """
 
     task_id: str
@@ -168,9 +168,9 @@ class Completion:
 
 
 class EventStream(Iterator[TaskEvent]):
-    """The iterator :meth:`Client.events` returns.
+    """The iterator [`Client.events`][cyberun.Client.events] returns.
 
-    Iterate it for events until the terminal one. :meth:`close` may be
+    Iterate it for events until the terminal one. [`close`][cyberun.EventStream.close] may be
     called from any thread: it stops the iteration and closes the
     connection at once; the task keeps running on the server.
     """
@@ -229,7 +229,7 @@ class TaskHandle:
         cancel_on_timeout: bool = False,
         stop: Optional[threading.Event] = None,
     ) -> TaskResult:
-        """Follow the task until it ends; see :meth:`Client.wait`."""
+        """Follow the task until it ends; see [`Client.wait`][cyberun.Client.wait]."""
         return self._client.wait(
             self.id,
             timeout=timeout,
@@ -246,7 +246,10 @@ class TaskHandle:
         timeout: Optional[float] = None,
         stop: Optional[threading.Event] = None,
     ) -> EventStream:
-        """The task's events until the terminal one; see :meth:`Client.events`."""
+        """The task's events until the terminal one.
+
+        See [`Client.events`][cyberun.Client.events].
+        """
         return self._client.events(self.id, mode=mode, timeout=timeout, stop=stop)
 
     def refresh(self) -> Task:
@@ -264,7 +267,10 @@ class TaskHandle:
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
     ) -> List[Path]:
-        """Download the result's files into ``dest_dir``; see :meth:`Client.download`."""
+        """Download the result's files into ``dest_dir``.
+
+        See [`Client.download`][cyberun.Client.download].
+        """
         return self._client.download(
             self.id, dest_dir, overwrite=overwrite, on_progress=on_progress
         )
@@ -293,12 +299,12 @@ class Client:
         base_url: the API host root; default ``$CYBERUN_BASE_URL`` or
             ``https://core.cyberun.cloud``. URLs copied from the docs
             (``.../api/v1`` or ``.../api/v1/r``) are accepted.
-        transport: a :class:`~cyberun.transports.Transport`, or ``"requests"``,
+        transport: a [`Transport`][cyberun.Transport], or ``"requests"``,
             ``"urllib3"``, ``"urllib"`` or ``"auto"`` (default: requests if
             installed, else urllib3, else the standard library).
-        timeout: a :class:`~cyberun.Timeout`, a number or a (connect, read)
+        timeout: a [`Timeout`][cyberun.Timeout], a number or a (connect, read)
             pair; default ``Timeout(connect=10, read=30)``.
-        retry: a :class:`~cyberun.RetryPolicy`, a number of attempts, or
+        retry: a [`RetryPolicy`][cyberun.RetryPolicy], a number of attempts, or
             False; default ``RetryPolicy()`` (4 attempts).
         poll_interval: seconds between polls when polling (jittered).
         liveness_interval: seconds without a real event after which a stream
@@ -311,7 +317,7 @@ class Client:
     Raises:
         ConfigurationError: no key, a JWT without a team id, a bad base URL.
 
-    Use it as a context manager, or call :meth:`close`, to release its
+    Use it as a context manager, or call [`close`][cyberun.Client.close], to release its
     connections. One client is safe to share between threads.
     """
 
@@ -423,7 +429,7 @@ class Client:
             submitter_region: for example ``"us-east"``.
             tool_type: ``"comfyui"`` or ``"nerfstudio"``.
             validate: check the parameters against the workflow's definitions
-                first (one more request) and raise :class:`~cyberun.ParameterError`
+                first (one more request) and raise [`ParameterError`][cyberun.ParameterError]
                 listing every problem, before anything is uploaded or started.
             on_upload_progress: called as ``(key, bytes_sent, total)`` while
                 file parameters upload.
@@ -542,14 +548,14 @@ class Client:
             mode: ``"auto"`` (stream, fall back to polling), ``"stream"``
                 (stream; after repeated failures it still falls back rather
                 than fail), or ``"poll"``.
-            timeout: stop with :class:`~cyberun.WaitTimeout` after this many seconds.
+            timeout: stop with [`WaitTimeout`][cyberun.WaitTimeout] after this many seconds.
             stop: set this event (from any thread) to end the iteration.
 
         Yields:
-            :class:`~cyberun.StatusEvent`, :class:`~cyberun.ProgressEvent`,
-            :class:`~cyberun.ErrorEvent` (recoverable), ..., then one of
-            :class:`~cyberun.CompletedEvent`, :class:`~cyberun.FailedEvent`,
-            :class:`~cyberun.CancelledEvent`.
+            [`StatusEvent`][cyberun.StatusEvent], [`ProgressEvent`][cyberun.ProgressEvent],
+            [`ErrorEvent`][cyberun.ErrorEvent] (recoverable), ..., then one of
+            [`CompletedEvent`][cyberun.CompletedEvent], [`FailedEvent`][cyberun.FailedEvent],
+            [`CancelledEvent`][cyberun.CancelledEvent].
         """
         _check_mode(mode)
         control = self._control(timeout, stop)
@@ -579,7 +585,7 @@ class Client:
             timeout: the most seconds to wait (wall clock, sleeping and
                 reconnecting included); None waits as long as it takes.
             on_event: called with every event as it arrives.
-            mode: ``"auto"``, ``"stream"`` or ``"poll"`` (see :meth:`events`).
+            mode: ``"auto"``, ``"stream"`` or ``"poll"`` (see [`events`][cyberun.Client.events]).
             cancel_on_timeout: cancel the task on the server when the
                 deadline passes, so it stops costing GPU time.
             stop: set this event (from any thread) to stop waiting.
@@ -729,7 +735,7 @@ class Client:
             task_or_result: a task id, a handle, or a result.
             key: the output's key in ``download_urls`` (``""`` for ``download_url``).
             file: where to write; it is not closed.
-            on_progress: as for :meth:`download`.
+            on_progress: as for [`download`][cyberun.Client.download].
         """
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
@@ -756,7 +762,8 @@ class Client:
     ) -> RunOutcome:
         """Run a workflow, follow it to the end, and optionally download its files.
 
-        The one call for scripts. Raises as :meth:`run` and :meth:`wait` do.
+        The one call for scripts. Raises as [`run`][cyberun.Client.run] and
+        [`wait`][cyberun.Client.wait] do.
         """
         task = self.run(workflow, parameters, **run_options)
         result = task.wait(
@@ -775,7 +782,7 @@ class Client:
         timeout: Optional[float] = None,
         mode: str = "auto",
     ) -> Iterator[Completion]:
-        """Follow many tasks at once; yield each :class:`Completion` as its task ends.
+        """Follow many tasks at once; yield a [`Completion`][cyberun.Completion] as each ends.
 
         At most ``max_streams`` tasks are streamed at a time, from that many
         threads; the others are polled by one more thread, so hundreds of
@@ -787,7 +794,7 @@ class Client:
             tasks: task ids or handles.
             max_streams: streams (and streaming threads) at most; 0 polls all.
             timeout: after this many seconds, every unfinished task is
-                reported with a :class:`~cyberun.WaitTimeout` error.
+                reported with a [`WaitTimeout`][cyberun.WaitTimeout] error.
             mode: ``"auto"`` or ``"poll"`` for the streamed tasks.
         """
         ids = list(dict.fromkeys(t.id if isinstance(t, TaskHandle) else t for t in tasks))

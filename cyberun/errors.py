@@ -1,4 +1,4 @@
-"""Every exception the SDK raises, under one root: :class:`CyberunError`.
+"""Every exception the SDK raises, under one root: [`CyberunError`][cyberun.CyberunError].
 
 This module is a leaf: it imports nothing from the package, so every layer
 (the SSE parser included) can import it.
@@ -9,32 +9,34 @@ message and pickling an error (for example across a process pool) keeps it.
 No message, attribute or ``repr`` here ever holds a credential: the code that
 raises these errors passes URLs through the redaction helper first.
 
-The hierarchy::
+The hierarchy:
 
-    CyberunError
-    ├── ConfigurationError
-    ├── ParameterError
-    ├── TransportError
-    │   ├── ConnectError
-    │   ├── TLSError
-    │   ├── ConnectTimeoutError      (also TimeoutError)
-    │   ├── ReadTimeoutError         (also TimeoutError)
-    │   ├── ReadError
-    │   └── TooManyRedirects
-    ├── SubmissionUncertain
-    ├── APIError
-    │   ├── BadRequest · AuthenticationError · PermissionDenied
-    │   ├── NotFound · Conflict · RateLimited
-    │   └── ServerError
-    ├── DecodeError
-    ├── StreamError
-    │   └── SSELimitError
-    ├── InvalidSignature
-    ├── DownloadError
-    └── TaskError
-        ├── TaskFailed · TaskCancelled
-        ├── WaitTimeout             (also TimeoutError)
-        └── WaitStopped
+```text
+CyberunError
+├── ConfigurationError
+├── ParameterError
+├── TransportError
+│   ├── ConnectError
+│   ├── TLSError
+│   ├── ConnectTimeoutError      (also TimeoutError)
+│   ├── ReadTimeoutError         (also TimeoutError)
+│   ├── ReadError
+│   └── TooManyRedirects
+├── SubmissionUncertain
+├── APIError
+│   ├── BadRequest · AuthenticationError · PermissionDenied
+│   ├── NotFound · Conflict · RateLimited
+│   └── ServerError
+├── DecodeError
+├── StreamError
+│   └── SSELimitError
+├── InvalidSignature
+├── DownloadError
+└── TaskError
+    ├── TaskFailed · TaskCancelled
+    ├── WaitTimeout             (also TimeoutError)
+    └── WaitStopped
+```
 """
 
 from __future__ import annotations
@@ -274,14 +276,15 @@ _STATUS_CLASSES: Dict[int, Type[APIError]] = {
 
 
 def api_error_class(status: int) -> Type[APIError]:
-    """Return the most specific :class:`APIError` subclass for an HTTP status.
+    """Return the most specific [`APIError`][cyberun.APIError] subclass for an HTTP status.
 
     Args:
         status: an HTTP status code of 400 or above.
 
     Returns:
-        The class to raise: for example :class:`NotFound` for 404,
-        :class:`ServerError` for any 5xx, plain :class:`APIError` otherwise.
+        The class to raise: for example [`NotFound`][cyberun.NotFound] for 404,
+        [`ServerError`][cyberun.ServerError] for any 5xx, plain
+        [`APIError`][cyberun.APIError] otherwise.
     """
     if status >= 500:
         return ServerError
@@ -352,7 +355,7 @@ class TaskError(CyberunError):
 
     Attributes:
         task_id: the task's id.
-        task: the last known :class:`~cyberun.Task`, when it was fetched.
+        task: the last known [`Task`][cyberun.Task], when it was fetched.
     """
 
     def __init__(self, message: str, *, task_id: str = "", task: Any = None) -> None:

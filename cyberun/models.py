@@ -7,7 +7,7 @@ wire dictionaries into them and back.
 
 Forward compatibility:
 
-- Enumerations are *open*: :class:`TaskStatus` and its siblings are ``str``
+- Enumerations are *open*: [`TaskStatus`][cyberun.TaskStatus] and its siblings are ``str``
   subclasses with named constants for the documented values, and a value the
   SDK does not know yet (a new status such as ``provisioning``, a new tool)
   decodes to an instance holding the raw string instead of failing.
@@ -240,7 +240,28 @@ del _enum, _value
 class Task:
     """A task's status and metadata (``GET /tasks/{id}``).
 
-    Output data and download links are not here: see :class:`TaskResult`.
+    Output data and download links are not here: see [`TaskResult`][cyberun.TaskResult].
+
+    Attributes:
+        id: the task's UUID.
+        workflow_id: the workflow it runs.
+        task_source: ``jwt`` or ``api_key``: how it was started.
+        task_status: ``pending``, ``waiting``, ``queued``, ``running``,
+            ``completed``, ``failed`` or ``cancelled`` (or a newer value,
+            kept as it is).
+        created_at: when it was created (timezone-aware).
+        task_error: the failure message; ``""`` unless failed.
+        retry_count: 0 for the first attempt.
+        started_at: when it started running, if it has.
+        completed_at: when it reached a terminal state, if it has.
+        agent_id: the GPU agent running it, if known.
+        agent_labels: that agent's labels.
+        gateway_id: the gateway it went through, if known.
+        gpu_type: the GPU it runs on, if known.
+        dispatch_target: ``agent`` or ``comfy_cloud``.
+        target_pool: ``team`` or ``community``.
+        tool_type: ``comfyui`` or ``nerfstudio``.
+        raw: the JSON object as received, unknown fields included.
     """
 
     id: str
@@ -273,6 +294,19 @@ class TaskResult:
 
     The links expire (about an hour after the request): fetch the result again
     for fresh ones. ``repr`` hides their signatures.
+
+    Attributes:
+        id: the task's UUID.
+        task_status: the task's status (``completed`` when there are files).
+        task_output: the output metadata, e.g. ``{"storage_key": ...,
+            "image_count": 1}``; None unless completed.
+        download_url: the presigned link to the primary output, or None.
+        download_urls: every output's presigned link by output key (for
+            example ``"9.images.0"``), for tasks with several outputs.
+        expires_at: when the links stop working.
+        task_error: the failure message; ``""`` unless failed.
+        completed_at: when the task reached a terminal state.
+        raw: the JSON object as received, unknown fields included.
     """
 
     id: str
@@ -314,7 +348,26 @@ class TaskResult:
 
 @attrs.frozen
 class ParameterDef:
-    """One input a workflow accepts, with the rules a value must follow."""
+    """One input a workflow accepts, with the rules a value must follow.
+
+    Attributes:
+        key: the name to use in ``parameters``.
+        type: ``string``, ``number``, ``boolean``, ``select`` or ``file``.
+        label: a human-readable name.
+        description: what it does.
+        required: whether a run must give it.
+        default: the value used when it is not given.
+        min: the smallest allowed number (``number`` only).
+        max: the largest allowed number (``number`` only).
+        options: the allowed values (``select`` only); see
+            [`option_values`][cyberun.ParameterDef.option_values].
+        accept: the accepted file types (``file`` only).
+        source_key: the input name a file is staged under.
+        node_id: server-side wiring into the workflow graph.
+        field: server-side wiring into the workflow graph.
+        target_path: server-side wiring into the workflow graph.
+        raw: the JSON object as received.
+    """
 
     key: str
     type: Optional[ParameterType] = None
@@ -345,7 +398,31 @@ class ParameterDef:
 
 @attrs.frozen
 class Workflow:
-    """A runnable workflow template and the parameters it takes."""
+    """A runnable workflow template and the parameters it takes.
+
+    Attributes:
+        id: the workflow's UUID.
+        workflow_slug: its slug, as used in ``run("slug")``.
+        display_name: a human-readable name.
+        version: its version number (``run("slug@2")`` pins one).
+        workflow_status: ``active`` or ``disabled`` (a disabled workflow
+            rejects new tasks).
+        created_at: when it was created.
+        updated_at: when it last changed.
+        description: what it does.
+        workflow_json: the workflow graph (absent for ``sk-`` callers);
+            hidden from ``repr``.
+        parameters: the inputs it accepts.
+        required_labels: agent labels a GPU agent must have to run it.
+        task_timeout: seconds a task may run (0 means no limit).
+        max_retries: how often a failed task is retried by the server.
+        preferred_gpu: the GPU type it prefers.
+        default_dispatch_target: ``agent`` or ``comfy_cloud``.
+        min_vram_gb: the GPU memory it needs.
+        required_models: the models it needs.
+        tool_type: ``comfyui`` or ``nerfstudio``.
+        raw: the JSON object as received.
+    """
 
     id: str
     workflow_slug: Optional[str] = None
@@ -379,7 +456,14 @@ T = TypeVar("T")
 
 @attrs.frozen
 class Page(Generic[T]):
-    """One page of a list endpoint."""
+    """One page of a list endpoint.
+
+    Attributes:
+        items: this page's items.
+        current_page: its number, from 1.
+        per_page: the page size asked for.
+        total_count: how many items all pages hold together.
+    """
 
     items: List[T]
     current_page: int = 1
@@ -400,6 +484,12 @@ class UploadTarget:
 
     PUT the bytes to ``upload_url`` with every ``upload_headers`` entry, then
     pass ``file_key`` as the value of the workflow's ``file`` parameter.
+
+    Attributes:
+        file_key: the value to pass for the ``file`` parameter.
+        upload_url: the presigned PUT link (hidden from ``repr``).
+        upload_headers: headers the PUT must carry verbatim (they are signed).
+        raw: the JSON object as received.
     """
 
     file_key: str
@@ -410,7 +500,20 @@ class UploadTarget:
 
 @attrs.frozen
 class Webhook:
-    """A webhook subscription. ``webhook_secret`` is hidden from ``repr``."""
+    """A webhook subscription.
+
+    Attributes:
+        id: the subscription's id.
+        display_name: its name.
+        webhook_url: where deliveries are POSTed.
+        webhook_events: ``task.completed`` and/or ``task.failed``.
+        webhook_secret: the ``whsec_...`` signing secret, present only in the
+            answer that created it; hidden from ``repr``.
+        is_active: whether deliveries are sent.
+        created_at: when it was created.
+        updated_at: when it last changed.
+        raw: the JSON object as received.
+    """
 
     id: str
     display_name: Optional[str] = None
@@ -425,7 +528,18 @@ class Webhook:
 
 @attrs.frozen
 class WebhookDelivery:
-    """The body of one webhook call (``task.completed`` or ``task.failed``)."""
+    """The body of one webhook call (``task.completed`` or ``task.failed``).
+
+    Attributes:
+        event_type: ``task.completed`` or ``task.failed`` (a newer type is
+            kept as it is).
+        task_id: the task it is about.
+        task_status: the task's status.
+        task_output: the output metadata of a completed task.
+        task_error: the failure message of a failed task.
+        timestamp: when the event happened.
+        raw: the JSON object as received.
+    """
 
     event_type: WebhookEventType
     task_id: str
@@ -466,7 +580,11 @@ class TaskEvent:
 
 @attrs.frozen
 class StatusEvent(TaskEvent):
-    """The task's status changed (pending → waiting → queued → running ...)."""
+    """The task's status changed (pending → waiting → queued → running ...).
+
+    Attributes:
+        status: the new status.
+    """
 
     type: ClassVar[str] = "status"
     status: TaskStatus = attrs.field(kw_only=True)
@@ -474,7 +592,17 @@ class StatusEvent(TaskEvent):
 
 @attrs.frozen
 class ProgressEvent(TaskEvent):
-    """An execution tick: overall progress and, per runtime, steps, node, stage and message."""
+    """An execution tick: overall progress and, per runtime, steps, node, stage and message.
+
+    Attributes:
+        progress: overall progress from 0.0 to 1.0, if sent.
+        step_current: the current step (ComfyUI samplers), if sent.
+        step_total: the number of steps, if sent.
+        current_node: the ComfyUI node executing, if sent.
+        stage: the Nerfstudio stage (``download``, ``process_data``,
+            ``train``, ``export``, ``upload``), if sent.
+        message: a human-readable note, if sent.
+    """
 
     type: ClassVar[str] = "progress"
     progress: Optional[float] = attrs.field(default=None, kw_only=True)
@@ -498,7 +626,14 @@ class ProgressEvent(TaskEvent):
 
 @attrs.frozen
 class CompletedEvent(TaskEvent):
-    """The task completed (terminal). ``output`` is the task's output object, if sent."""
+    """The task completed (terminal).
+
+    Attributes:
+        status: ``completed``.
+        completed_at: when, if sent.
+        output: the task's output object, if sent. The download links come
+            with the result: see [`Client.get_result`][cyberun.Client.get_result].
+    """
 
     type: ClassVar[str] = "completed"
     is_terminal: ClassVar[bool] = True
@@ -509,7 +644,12 @@ class CompletedEvent(TaskEvent):
 
 @attrs.frozen
 class FailedEvent(TaskEvent):
-    """The task failed (terminal). ``error`` is the server's message."""
+    """The task failed (terminal).
+
+    Attributes:
+        status: ``failed``.
+        error: the server's message.
+    """
 
     type: ClassVar[str] = "failed"
     is_terminal: ClassVar[bool] = True
@@ -519,7 +659,11 @@ class FailedEvent(TaskEvent):
 
 @attrs.frozen
 class CancelledEvent(TaskEvent):
-    """The task was cancelled (terminal)."""
+    """The task was cancelled (terminal).
+
+    Attributes:
+        status: ``cancelled``.
+    """
 
     type: ClassVar[str] = "cancelled"
     is_terminal: ClassVar[bool] = True
@@ -528,7 +672,11 @@ class CancelledEvent(TaskEvent):
 
 @attrs.frozen
 class ErrorEvent(TaskEvent):
-    """The server had a problem reading the task's status; recoverable, following continues."""
+    """The server had a problem reading the task's status; recoverable, following continues.
+
+    Attributes:
+        message: the server's message.
+    """
 
     type: ClassVar[str] = "error"
     message: str = attrs.field(default="", kw_only=True)
@@ -536,7 +684,12 @@ class ErrorEvent(TaskEvent):
 
 @attrs.frozen
 class UnknownEvent(TaskEvent):
-    """An event type this SDK version does not know; kept, never dropped."""
+    """An event type this SDK version does not know; kept, never dropped.
+
+    Attributes:
+        event: the event's type as sent.
+        data: the event's data as sent (its JSON, if any, is in ``raw``).
+    """
 
     type: ClassVar[str] = "unknown"
     event: str = attrs.field(default="", kw_only=True)

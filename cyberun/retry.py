@@ -1,6 +1,6 @@
 """The retry policy for ordinary API requests: one immutable value, applied in one place.
 
-The endpoint layer (and only it) consults a :class:`RetryPolicy` for every
+The endpoint layer (and only it) consults a [`RetryPolicy`][cyberun.RetryPolicy] for every
 request. The event stream has its own reconnect loop and the downloader its
 own refresh of expired URLs; the three never stack.
 """
@@ -39,7 +39,9 @@ def _method_set(methods: Iterable[str]) -> FrozenSet[str]:
 class RetryPolicy:
     """When and how long to wait before retrying a request.
 
-    Args:
+    Every field is also a constructor argument: ``RetryPolicy(attempts=8, backoff=1.0)``.
+
+    Attributes:
         attempts: the most times a request is sent, the first one included;
             ``1`` means never retry.
         backoff: the base delay in seconds. Retry *n* waits a random time in

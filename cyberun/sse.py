@@ -1,15 +1,21 @@
-"""A sans-I/O, incremental Server-Sent Events parser.
+r"""A sans-I/O, incremental Server-Sent Events parser.
 
-Bytes go in with :meth:`SSEParser.feed`, complete events come out; the end of
-the stream is an explicit :meth:`SSEParser.close`. The parser never reads a
+Bytes go in with [`SSEParser.feed`][cyberun.sse.SSEParser.feed], complete
+events come out; the end of the stream is an explicit
+[`SSEParser.close`][cyberun.sse.SSEParser.close]. The parser never reads a
 socket, never sleeps and never starts a thread, so it works under any
-transport (and in any test) the caller likes::
+transport (and in any test) the caller likes:
 
-    parser = SSEParser()
-    for chunk in response.iter_bytes():
-        for event in parser.feed(chunk):
-            handle(event)
-    parser.close()
+```python
+from cyberun.sse import SSEParser
+
+chunks = [b"event: progress\nda", b'ta: {"progress": 0.5}\n', b"\n: keep-alive\n"]
+parser = SSEParser()
+for chunk in chunks:  # for example response.iter_content(None) with requests
+    for event in parser.feed(chunk):
+        print(event.event, event.data)  # progress {"progress": 0.5}
+parser.close()
+```
 
 It implements the WHATWG HTML Living Standard, section 9.2 "Server-sent
 events" (https://html.spec.whatwg.org/multipage/server-sent-events.html),
@@ -24,9 +30,9 @@ event discarded at the end of the stream.
 
 Any split of the same bytes into chunks yields the same events. Every buffer
 is bounded: a line or event larger than the configured limit raises
-:class:`~cyberun.errors.SSELimitError` instead of growing without end.
+[`SSELimitError`][cyberun.SSELimitError] instead of growing without end.
 
-This module imports nothing but :mod:`cyberun.errors`; it is usable on its own.
+This module imports nothing but [`cyberun.errors`][cyberun.errors]; it is usable on its own.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ class ServerSentEvent(NamedTuple):
             standard says); ``""`` when the stream never set one.
         retry: the reconnection time in milliseconds set by this event's own
             ``retry:`` field, or ``None`` when it had none. The latest value
-            seen on the stream is :attr:`SSEParser.retry`.
+            seen on the stream is the parser's ``retry`` attribute.
     """
 
     event: str = "message"
@@ -87,7 +93,7 @@ class SSEParser:
 
     Args:
         max_line_size: the longest line accepted, in bytes, excluding its line
-            end. Longer lines raise :class:`~cyberun.errors.SSELimitError`.
+            end. Longer lines raise [`SSELimitError`][cyberun.SSELimitError].
         max_event_size: the largest event accepted, in bytes: everything
             since the previous blank line, field names included, each line
             end counted as one byte.
@@ -164,7 +170,7 @@ class SSEParser:
             SSELimitError: a line or event exceeded the configured limit. The
                 events this chunk completed before that point are in the
                 error's ``events``; the parser is closed afterwards.
-            StreamError: :meth:`close` was already called.
+            StreamError: [`close`][cyberun.sse.SSEParser.close] was already called.
         """
         if self._slow:
             data = self._settle(data)
@@ -206,7 +212,7 @@ class SSEParser:
         standard requires. Calling ``close`` again is harmless.
 
         Returns:
-            An empty list, for symmetry with :meth:`feed`.
+            An empty list, for symmetry with [`feed`][cyberun.sse.SSEParser.feed].
         """
         self._closed = self._slow = True
         self._tail = []
@@ -451,8 +457,8 @@ def iter_events(
     Args:
         chunks: the stream's bytes in any chunking, for example a response's
             ``iter_bytes()``.
-        max_line_size: see :class:`SSEParser`.
-        max_event_size: see :class:`SSEParser`.
+        max_line_size: see [`SSEParser`][cyberun.sse.SSEParser].
+        max_event_size: see [`SSEParser`][cyberun.sse.SSEParser].
 
     Raises:
         SSELimitError: a line or event exceeded its limit.

@@ -3,24 +3,31 @@
 Cyberun POSTs ``task.completed`` and ``task.failed`` deliveries as JSON with
 an ``X-Webhook-Signature-256: sha256=<hex>`` header, where ``<hex>`` is the
 HMAC-SHA256 of the raw body keyed with the whole ``whsec_...`` secret.
-Verify the *raw* bytes before parsing anything::
+Verify the *raw* bytes before parsing anything:
 
-    from cyberun.webhooks import parse_delivery, InvalidSignature
+```python
+import os
+
+from cyberun.webhooks import InvalidSignature, parse_delivery
+
+WEBHOOK_SECRET = os.environ.get("CYBERUN_WEBHOOK_SECRET", "whsec_...")
 
 
-    def handle(body: bytes, headers) -> int:
-        try:
-            delivery = parse_delivery(body, headers, secret=WEBHOOK_SECRET)
-        except InvalidSignature:
-            return 401
-        ...  # act on delivery.task_id / delivery.event_type, once
-        return 200
+def handle(body: bytes, headers) -> int:
+    try:
+        delivery = parse_delivery(body, headers, secret=WEBHOOK_SECRET)
+    except InvalidSignature:
+        return 401
+    print(delivery.task_id, delivery.event_type)  # act on it, once
+    return 200
+```
 
 Deliveries are retried up to 4 times (immediately, then after 5 s, 30 s and
 2 min), so a receiver must be idempotent: ``(task_id, event_type)``
-identifies a delivery across its retries (:class:`DeliveryDeduplicator`
-remembers them in memory; use a unique key in your database when several
-processes receive webhooks).
+identifies a delivery across its retries
+([`DeliveryDeduplicator`][cyberun.DeliveryDeduplicator] remembers them in
+memory; use a unique key in your database when several processes receive
+webhooks).
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-#: :func:`sign`, as ``cyberun.sign_webhook``.
+#: [`sign`][cyberun.webhooks.sign], as ``cyberun.sign_webhook``.
 sign_webhook = sign
 
 
@@ -143,7 +150,8 @@ def parse_delivery(
         body: the raw request body.
         headers: the request headers, as a mapping (looked up in any case),
             a list of (name, value) pairs, or a WSGI ``environ``.
-        secret: the webhook's secret (or several; see :func:`verify_signature`).
+        secret: the webhook's secret (or several; see
+            [`verify_signature`][cyberun.verify_signature]).
         tolerance: if given, refuse a delivery whose ``timestamp`` is more
             than this many seconds away from now. Retries arrive up to about
             2.5 minutes after the first attempt, so choose more than that
@@ -152,7 +160,7 @@ def parse_delivery(
         now: the current time (injectable for tests).
 
     Returns:
-        A :class:`~cyberun.WebhookDelivery`; an event type this SDK does
+        A [`WebhookDelivery`][cyberun.WebhookDelivery]; an event type this SDK does
         not know is kept as it is.
 
     Raises:

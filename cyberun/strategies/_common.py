@@ -43,9 +43,9 @@ class DeadlineReached(CyberunError):
 class Control:
     """The stop signals and deadline of one wait or event stream.
 
-    Thread-safe: :meth:`interrupt` may be called from any thread; it closes
+    Thread-safe: `interrupt` may be called from any thread; it closes
     the response being read (which unblocks the read) and makes the next
-    check raise :class:`Stopped`.
+    check raise `Stopped`.
 
     Args:
         timeout: seconds until the deadline (monotonic clock), or None.

@@ -78,7 +78,7 @@ class ScaledClock(Clock):
 
 
 class ManualClock(Clock):
-    """A clock that moves only when the test calls :meth:`advance`."""
+    """A clock that moves only when the test calls ``advance``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,7 +89,7 @@ class ManualClock(Clock):
         return self._now
 
     def real_seconds(self, emulated: float) -> Optional[float]:
-        """None: only :meth:`advance` moves this clock."""
+        """None: only [`advance`][cyberun.testing.ManualClock.advance] moves this clock."""
         return None
 
     def advance(self, seconds: float) -> None:

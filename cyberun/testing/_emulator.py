@@ -37,11 +37,19 @@ __all__ = ["CyberunEmulator"]
 class CyberunEmulator:
     """An emulator of the Cyberun API on loopback, with lifecycle simulation and faults.
 
-    Use it as a context manager (or call :meth:`start` / :meth:`stop`)::
+    Use it as a context manager (or call
+    [`start`][cyberun.testing.CyberunEmulator.start] and
+    [`stop`][cyberun.testing.CyberunEmulator.stop]):
 
-        with CyberunEmulator(time_scale=0.02) as server:
-            client = cyberun.Client(server.api_key, base_url=server.base_url)
+    ```python
+    import cyberun
+    from cyberun.testing import CyberunEmulator
+
+    with CyberunEmulator(time_scale=0.02) as server:
+        with cyberun.Client(server.api_key, base_url=server.base_url) as client:
             result = client.run("text-to-image", {"prompt": "a fox"}).wait()
+    assert result.task_status == "completed"
+    ```
 
     Args:
         time_scale: real seconds per emulated second; ``0.02`` runs tasks
@@ -56,7 +64,8 @@ class CyberunEmulator:
             storage listener binds ``host`` and is addressed as ``localhost``,
             still a different host name for clients.
         storage_port: the storage listener's port; 0 picks a free one.
-        clock: a :class:`ManualClock` to drive time by hand with :meth:`advance`.
+        clock: a [`ManualClock`][cyberun.testing.ManualClock] to drive time by
+            hand with [`advance`][cyberun.testing.CyberunEmulator.advance].
         sse_ids: send ``id:`` lines (event indexes), honouring ``Last-Event-ID``.
         sse_retry: send a ``retry:`` line (milliseconds) at the start of streams.
         sse_framing: ``"chunked"`` (default) or ``"close"`` (close-delimited).
@@ -221,7 +230,7 @@ class CyberunEmulator:
                 ``"download"``, ... see ``cyberun.testing.ROUTES``).
             task_id: limit it to one task.
             times: how many requests (or streams) it affects; None for all
-                until :meth:`clear_faults`.
+                until [`clear_faults`][cyberun.testing.CyberunEmulator.clear_faults].
             params: the fault's parameters, e.g. ``status=503, retry_after=1``.
         """
         return self.faults.add(
@@ -241,7 +250,7 @@ class CyberunEmulator:
             self.stream_log.clear()
 
     def advance(self, seconds: float) -> None:
-        """Move a :class:`ManualClock` forward (only with ``clock=ManualClock()``)."""
+        """Move the clock forward (only with ``clock=ManualClock()``)."""
         if not isinstance(self.clock, ManualClock):
             raise TypeError("advance() needs CyberunEmulator(clock=ManualClock())")
         self.clock.advance(seconds)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @pytest.fixture
 def cyberun_server() -> Iterator[CyberunEmulator]:
-    """A running :class:`~cyberun.testing.CyberunEmulator`, fifty times faster than real time.
+    """A running [`CyberunEmulator`][cyberun.testing.CyberunEmulator] at 50x real time.
 
     Point a client at it with ``cyberun.Client(cyberun_server.api_key,
     base_url=cyberun_server.base_url)``. Each test gets its own server,
