@@ -6,10 +6,10 @@ import http.client
 import select
 import socket
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Tuple
 from urllib.parse import urlsplit
+
+from localhttp import LocalServer, QuietHandler
 
 
 class ForwardProxy:
@@ -24,12 +24,7 @@ class ForwardProxy:
         self.seen: List[Dict[str, Any]] = []
         proxy = self
 
-        class Handle(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handle(QuietHandler):
             def _forward(self) -> None:
                 parts = urlsplit(self.path)
                 proxy.seen.append(
@@ -89,14 +84,11 @@ class ForwardProxy:
                     upstream.close()
                     self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handle)
+        self.url = self.local.url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.local.close()
 
 
 class TLSServer:
@@ -109,12 +101,7 @@ class TLSServer:
     ) -> None:
         cert = ca.issue_cert(*hosts)
 
-        class Handle(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handle(QuietHandler):
             def do_GET(self) -> None:
                 body = b'{"secure": true}'
                 self.send_response(200)
@@ -125,13 +112,11 @@ class TLSServer:
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
+        self.local = LocalServer(
+            Handle, wrap_socket=lambda sock: context.wrap_socket(sock, server_side=True)
+        )
+        self.port = self.local.port
         self.url = f"https://localhost:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.local.close()

@@ -7,9 +7,11 @@ import socket
 import struct
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, urlsplit
+
+from localhttp import LocalServer, QuietHandler
 
 
 class ScriptedServer:
@@ -36,12 +38,7 @@ class ScriptedServer:
         self.written: Dict[str, float] = {}
         server = self
 
-        class Handle(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handle(QuietHandler):
             def setup(self) -> None:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -51,16 +48,12 @@ class ScriptedServer:
 
             do_POST = do_PUT = do_DELETE = do_HEAD = do_GET
 
-        self.httpd = ThreadingHTTPServer((host, 0), Handle)
-        self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.local = LocalServer(Handle, host)
+        self.url = self.local.url
 
     def close(self) -> None:
         self.gate.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.local.close()
 
     # -- behaviours --------------------------------------------------------------------
 

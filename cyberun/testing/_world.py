@@ -123,6 +123,12 @@ def _status(task: TaskRecord, at: float, status: str) -> Entry:
     return Entry(at, "status", {"task_id": task.id, "status": status}, status)
 
 
+def _completed(task: TaskRecord, at: float, output: Any) -> Entry:
+    return Entry(
+        at, "completed", {"task_id": task.id, "status": "completed", "output": output}, "completed"
+    )
+
+
 def _queue(task: TaskRecord, provisioning: bool = False) -> Tuple[List[Entry], float]:
     entries = [_status(task, 0.0, "pending"), _status(task, 0.3, "waiting")]
     at = 0.6
@@ -172,14 +178,7 @@ def comfy_script(step_seconds: float, default_steps: int) -> Callable[[TaskRecor
                 f.key: {"s3_key": f.storage_key, "content_type": f.content_type}
                 for f in task.outputs
             }
-        entries.append(
-            Entry(
-                end,
-                "completed",
-                {"task_id": task.id, "status": "completed", "output": output},
-                "completed",
-            )
-        )
+        entries.append(_completed(task, end, output))
         return entries
 
     return script
@@ -254,14 +253,7 @@ def nerf_script(task: TaskRecord) -> List[Entry]:
             entries.append(Entry(at + ticks * 0.2, "progress", data, "running"))
     end = at + ticks * 0.2 + 0.3
     output = {"storage_key": task.outputs[0].storage_key if task.outputs else "", "format": "ply"}
-    entries.append(
-        Entry(
-            end,
-            "completed",
-            {"task_id": task.id, "status": "completed", "output": output},
-            "completed",
-        )
-    )
+    entries.append(_completed(task, end, output))
     return entries
 
 

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from localhttp import LocalServer, QuietHandler
 from rawhttp import Emu, request, stream
 
 from cyberun.sse import iter_events
@@ -29,7 +29,7 @@ class Receiver:
         self.failures = failures
         receiver = self
 
-        class Handle(BaseHTTPRequestHandler):
+        class Handle(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.calls.append({"body": body, "headers": dict(self.headers)})
@@ -38,17 +38,11 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/cyberun"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.local = LocalServer(Handle)
+        self.url = self.local.url + "/hooks/cyberun"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import json
 import threading
 import time
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Dict, Iterator, Type
 
 import attrs
 import pytest
+from localhttp import LocalServer, QuietHandler
 
 import cyberun
 from cyberun import CompletedEvent, DecodeError, ReadError
@@ -39,27 +40,19 @@ class HostileServer:
         self.stop = threading.Event()
         hostile = self
 
-        class Handle(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handle(QuietHandler):
             def do_GET(self) -> None:
                 try:
                     hostile.route(self)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handle)
+        self.url = self.local.url
 
     def close(self) -> None:
         self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.local.close()
 
     def json(self, h: BaseHTTPRequestHandler, payload: Any) -> None:
         body = json.dumps(payload).encode()
