@@ -364,6 +364,15 @@ def test_webhook_management_endpoints() -> None:
         (403, {"error": "licence lacks webhooks"}, APIError, "licence lacks webhooks", None),
         (500, "upstream exploded", ServerError, "upstream exploded", None),
         (418, "", APIError, "", None),
+        (409, '["a JSON list"]', APIError, '["a JSON list"]', None),
+        (
+            422,
+            {"detail": [{"loc": ["steps"], "msg": "too big"}]},
+            APIError,
+            '[{"loc": ["steps"], "msg": "too big"}]',
+            None,
+        ),
+        (502, "x" * 2000, ServerError, "x" * 500, None),
     ],
 )
 def test_error_answers(
@@ -610,6 +619,31 @@ def _page(items: List[str], total: int, page: int, per_page: int = 2) -> Respons
             "page_meta": {"current_page": page, "per_page": per_page, "total_count": total},
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        ({"tasks": [{"id": "a"}], "page_meta": {"total_count": 1}}, ["a"]),  # another key
+        ({"page_meta": {"total_count": 0}}, []),  # no list at all: an empty page
+        ({"task_list": {"id": "a"}}, "task_list is not a list"),
+        ([{"id": "a"}], "expected a task_list envelope"),
+    ],
+)
+def test_page_envelopes_are_read_liberally_but_not_blindly(body: Any, outcome: Any) -> None:
+    router = Router().on("GET", "/api/v1/r/tasks", json_response(200, body))
+    endpoints, _ = make(router)
+    if isinstance(outcome, list):
+        assert [t.id for t in endpoints.list_tasks_page().items] == outcome
+    else:
+        with pytest.raises(DecodeError, match=outcome):
+            endpoints.list_tasks_page()
+
+
+def test_a_rotate_secret_answer_without_the_secret_is_a_decode_error() -> None:
+    router = Router().on("POST", "/api/v1/webhooks/h1/rotate-secret", json_response(200, {}))
+    with pytest.raises(DecodeError, match="no webhook_secret"):
+        make(router, token=JWT, team=TEAM)[0].rotate_webhook_secret("h1")
 
 
 def test_iteration_stops_at_the_total_count() -> None:

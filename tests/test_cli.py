@@ -139,10 +139,17 @@ def test_file_parameters_are_uploaded(env: Dict[str, str], tmp_path: Path) -> No
         (["run", "text-to-image", "--file", "images=/no/such/file"], "no such file"),
         (["run", "text-to-image", "--params-file", "/no/such.json"], "cannot read"),
         (["tasks", "--limit", "0"], "--limit"),
+        (["run", "text-to-image", "--file", "images"], "KEY=PATH"),
+        (["run", "text-to-image", "--params-file", "LIST_JSON"], "must hold a JSON object"),
+        (["status", ".."], "id"),
     ],
 )
-def test_usage_errors_exit_2(env: Dict[str, str], args: List[str], message: str) -> None:
-    code, out, err = cli(*args)
+def test_usage_errors_exit_2(
+    env: Dict[str, str], args: List[str], message: str, tmp_path: Path
+) -> None:
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    code, out, err = cli(*[str(listed) if a == "LIST_JSON" else a for a in args])
     assert code == 2 and message in err and out == ""
 
 
@@ -242,6 +249,47 @@ def test_status_result_cancel_tasks_workflows(
     failed = server.create_task("always-fails")
     time.sleep(0.1)
     assert cli("result", failed)[0] == 1
+
+
+def test_json_result_lists_the_files_downloaded(env: Dict[str, str], tmp_path: Path) -> None:
+    code, out, _ = cli(
+        "run", "multi-output", "-p", "prompt=x", "--wait", "--json", "--download", str(tmp_path)
+    )
+    assert code == 0
+    files = json_lines(out)[-1]["files"]
+    assert sorted(Path(f).name for f in files) == [
+        "9.images.0.png",
+        "9.images.1.png",
+        "9.images.2.png",
+    ]
+    assert all(Path(f).exists() for f in files)
+
+
+def test_result_of_a_cancelled_task_exits_3(env: Dict[str, str], server: CyberunEmulator) -> None:
+    task_id = server.create_task("slow-render")
+    assert cli("cancel", task_id, "--json")[0] == 0
+    code, _, err = cli("result", task_id)
+    assert code == 3 and "was cancelled" in err
+
+
+def test_a_download_folder_that_cannot_exist_is_a_clear_error(
+    env: Dict[str, str], tmp_path: Path
+) -> None:
+    task_id = json_lines(cli("run", "text-to-image", "-p", "prompt=x", "--wait", "--json")[1])[-1][
+        "id"
+    ]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = cli("result", task_id, "--download", str(blocker / "out"))
+    assert code == 5 and "a-file" in err and "Traceback" not in err
+
+
+def test_demo_of_a_workflow_that_takes_a_file(tmp_path: Path) -> None:
+    code, _, err = cli(
+        "demo", "--workflow", "gaussian-splat", "--dir", str(tmp_path), "--time-scale", "0.01"
+    )
+    assert code == 0, err
+    assert [p.suffix for p in tmp_path.iterdir()] == [".ply"]
 
 
 def test_help_for_every_command_has_examples() -> None:

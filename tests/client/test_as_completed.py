@@ -116,3 +116,17 @@ def test_as_completed_with_a_real_default_client(server: CyberunEmulator) -> Non
     with cyberun.Client(server.api_key, base_url=server.base_url, poll_interval=0.05) as client:
         ids = [client.run("multi-output", {"prompt": str(n)}).id for n in range(3)]
         assert all(c.ok for c in client.as_completed(ids, max_streams=2))
+
+
+def test_a_task_that_does_not_exist_is_reported_not_lost(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    client = make_client(server)
+    good = client.run("text-to-image", {"prompt": "x", "steps": 2})
+    missing = "00000000-0000-4000-8000-000000000000"
+    for max_streams in (0, 2):  # found missing by the poller, then by a stream worker
+        done = {
+            c.task_id: c for c in client.as_completed([missing, good], max_streams=max_streams)
+        }
+        assert done[good.id].ok and done[good.id].get().task_status == "completed"
+        assert isinstance(done[missing].error, cyberun.NotFound)

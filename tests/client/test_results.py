@@ -264,6 +264,41 @@ def test_file_parameters_are_uploaded_from_paths_and_open_files(
         assert client.run("gaussian-splat", {"images": handle}).wait().task_status == "completed"
 
 
+class Wrapped:
+    """A seekable file object without a file descriptor (a decrypting wrapper, say)."""
+
+    def __init__(self, data: bytes, seekable: bool = True) -> None:
+        self.inner = io.BytesIO(data)
+        self.name = "wrapped.zip"
+        self._seekable = seekable
+
+    def read(self, size: int = -1) -> bytes:
+        return self.inner.read(size)
+
+    def tell(self) -> int:
+        return self.inner.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if not self._seekable:
+            raise io.UnsupportedOperation("seek")
+        return self.inner.seek(offset, whence)
+
+
+def test_uploads_from_file_objects_without_a_descriptor(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    client = make_client(server)
+    wrapped = Wrapped(b"PK\x03\x04" + b"\x01" * 3000)
+    wrapped.read(4)  # the upload starts where the object stands
+    key = client.upload_file(wrapped)  # type: ignore[arg-type]
+    assert key.endswith("/wrapped.zip")
+    put = [r for r in server.storage_requests if r.method == "PUT"][-1]
+    assert put.header("Content-Length") == "3000"
+    with pytest.raises(cyberun.ConfigurationError, match="cannot tell the size"):
+        client.upload_file(Wrapped(b"data", seekable=False))  # type: ignore[arg-type]
+    assert len([r for r in server.storage_requests if r.method == "PUT"]) == 1
+
+
 def test_validate_lists_every_problem_before_anything_is_sent(
     server: CyberunEmulator, make_client: ClientFactory
 ) -> None:
