@@ -776,7 +776,7 @@ class Client:
 
     def as_completed(
         self,
-        tasks: Iterable[Union[str, TaskHandle]],
+        task_ids: Iterable[Union[str, TaskHandle]],
         *,
         max_streams: int = 8,
         timeout: Optional[float] = None,
@@ -791,13 +791,13 @@ class Client:
         iteration early stops every thread.
 
         Args:
-            tasks: task ids or handles.
+            task_ids: task ids (or handles).
             max_streams: streams (and streaming threads) at most; 0 polls all.
             timeout: after this many seconds, every unfinished task is
                 reported with a [`WaitTimeout`][cyberun.WaitTimeout] error.
             mode: ``"auto"`` or ``"poll"`` for the streamed tasks.
         """
-        ids = list(dict.fromkeys(t.id if isinstance(t, TaskHandle) else t for t in tasks))
+        ids = list(dict.fromkeys(t.id if isinstance(t, TaskHandle) else t for t in task_ids))
         return _Batch(self, ids, max_streams=max_streams, timeout=timeout, mode=mode).run()
 
     # -- webhooks (management API: a JWT with team id, or a dk- key) -----------------------------

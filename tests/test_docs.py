@@ -234,7 +234,7 @@ def test_the_harness_finds_the_examples() -> None:
 
 
 def test_a_failing_example_fails_the_page(docs_env: CyberunEmulator, tmp_path: Path) -> None:
-    text = "```python\nimport cyberun\nassert cyberun.Client().get_task('nope')\n```\n"
+    text = "```python\nimport cyberun\nwith cyberun.Client() as c:\n    c.get_task('nope')\n```\n"
     with pytest.raises(cyberun.NotFound):
         run_page(blocks_in(text, "inline"), docs_env, tmp_path)
     text = "<!-- docs-test: exit 0 -->\n```console\n$ cyberun run always-fails --wait\n```\n"
