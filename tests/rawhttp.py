@@ -28,7 +28,7 @@ def request(
     method: str = "GET",
     *,
     headers: Optional[Dict[str, str]] = None,
-    body: Optional[bytes] = None,
+    body: Any = None,
     json_body: Any = None,
     timeout: float = 10.0,
 ) -> Answer:

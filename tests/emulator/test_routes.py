@@ -116,6 +116,22 @@ def test_run_by_slug_by_id_and_by_version(server: CyberunEmulator) -> None:
     assert json.loads(v1_events[-1].data)["step_total"] == 10  # v1's default; v2 has 20
 
 
+def test_a_chunked_run_body_is_read_whole(server: CyberunEmulator) -> None:
+    """Clients that stream a body without Content-Length send it chunked."""
+    api = Emu(server)
+    body = json.dumps({"parameters": {"prompt": "a fox in chunks", "steps": 13}}).encode()
+    pieces = (body[i : i + 7] for i in range(0, len(body), 7))
+    answer = api.call(
+        "POST",
+        "/workflows/slug/text-to-image/run",
+        body=pieces,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status == 202, answer
+    progress = [e for e in api.events(answer.json()["task_id"]) if e.event == "progress"]
+    assert json.loads(progress[-1].data)["step_total"] == 13
+
+
 def test_run_validates_required_parameters(server: CyberunEmulator) -> None:
     answer = Emu(server).call("POST", "/workflows/slug/text-to-image/run", {"parameters": {}})
     assert answer.status == 400
@@ -391,3 +407,55 @@ def test_storage_requests_are_logged_separately_with_signatures_redacted(
     signature = url.split("X-Amz-Signature=")[1]
     assert signature not in repr(server.storage_requests)
     assert all(r.listener == "api" for r in server.requests)
+
+
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("GET", "/tasks?current_page=x", None, 400, "invalid_pagination"),
+        ("GET", "/workflows/slug/no-such-workflow", None, 404, "workflow_not_found"),
+        ("GET", f"/workflows/{MISSING}", None, 404, "workflow_not_found"),
+        (
+            "POST",
+            "/workflows/slug/no-such-workflow/run",
+            {"parameters": {}},
+            404,
+            "workflow_not_found",
+        ),
+        ("POST", f"/workflows/{MISSING}/run", {"parameters": {}}, 404, "workflow_not_found"),
+        ("POST", "/workflows/slug/text-to-image/run", {"parameters": [1]}, 400, "invalid_request"),
+        ("GET", f"/api/v1/webhooks/{MISSING}", None, 404, "webhook_not_found"),
+        ("PUT", f"/api/v1/webhooks/{MISSING}", {"is_active": False}, 404, "webhook_not_found"),
+        ("DELETE", f"/api/v1/webhooks/{MISSING}", None, 404, "webhook_not_found"),
+        ("POST", f"/api/v1/webhooks/{MISSING}/rotate-secret", None, 404, "webhook_not_found"),
+    ],
+)
+def test_every_error_answer_has_the_documented_shape(
+    server: CyberunEmulator, method: str, path: str, body: object, status: int, code: str
+) -> None:
+    answer = Emu(server, server.device_key).call(method, path, body)
+    assert answer.status == status, answer
+    error = answer.json()["error"]
+    assert error["code"] == code and error["message"]
+    assert answer.headers["content-type"].startswith("application/json")
+
+
+def test_an_invalid_webhook_update_is_refused_and_changes_nothing(server: CyberunEmulator) -> None:
+    admin = Emu(server, server.device_key)
+    created = admin.call(
+        "POST",
+        "/api/v1/webhooks",
+        {
+            "display_name": "x",
+            "webhook_url": "https://hooks.example/x",
+            "webhook_events": ["task.failed"],
+        },
+    ).json()
+    answer = admin.call("PUT", f"/api/v1/webhooks/{created['id']}", {"webhook_url": "ftp://x"})
+    assert answer.status == 400 and answer.json()["error"]["code"] == "invalid_webhook"
+    current = admin.call("GET", f"/api/v1/webhooks/{created['id']}").json()
+    assert current["webhook_url"] == "https://hooks.example/x"
+    assert admin.call("DELETE", f"/api/v1/webhooks/{created['id']}").status == 200

@@ -241,3 +241,41 @@ def test_a_users_mounted_adapter_keeps_working() -> None:
         )
         assert response.status == 200 and response.headers["x-request-id"] == "r1"
         assert json.loads(response.read()) == {"pong": True}
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        ("ConnectTimeout", "ConnectTimeoutError"),
+        ("SSLError", "TLSError"),
+        ("ConnectionError", "ConnectError"),
+        ("InvalidSchema", "ConnectError"),
+        ("ChunkedEncodingError", "ReadError"),
+    ],
+)
+def test_bare_errors_from_a_users_adapter_map_to_the_sdk_hierarchy(
+    raised: str, expected: str
+) -> None:
+    """Adapters that raise requests' exceptions without a urllib3 cause (custom
+    adapters, mocking libraries) still surface as the SDK's transport errors."""
+    requests = pytest.importorskip("requests")
+    from cyberun import errors
+    from cyberun.transports import RequestsTransport
+
+    class FailingAdapter(requests.adapters.BaseAdapter):  # type: ignore[misc]
+        def send(self, request: object, **kwargs: object) -> object:
+            raise getattr(requests.exceptions, raised)("the adapter gave up")
+
+        def close(self) -> None:
+            pass
+
+    with requests.Session() as session:
+        session.mount("https://", FailingAdapter())
+        with pytest.raises(errors.TransportError) as caught:
+            RequestsTransport(session).send(
+                Request("GET", "https://api.example.test/ping?X-Amz-Signature=secret"),
+                timeout=TIMEOUT,
+            )
+    assert type(caught.value).__name__ == expected
+    assert caught.value.method == "GET"
+    assert "secret" not in str(caught.value)
