@@ -37,6 +37,7 @@ This module imports nothing but [`cyberun.errors`][cyberun.errors]; it is usable
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Iterable, Iterator, List, NamedTuple, NoReturn, Optional
 
 from .errors import SSELimitError, StreamError
@@ -62,6 +63,10 @@ _CR = 13
 # int(), which refuses very long strings on recent Pythons).
 _MAX_RETRY = 2**64 - 1
 _MAX_RETRY_DIGITS = len(str(_MAX_RETRY))
+# Regions longer than this (in characters) that start with "data: " are
+# checked for being nothing but one-line data events, which are then built
+# in one batch; for shorter ones the check costs more than it saves.
+_BATCH_SIZE = 256
 
 
 class ServerSentEvent(NamedTuple):
@@ -300,7 +305,29 @@ class SSEParser:
         # decoding whole lines gives exactly what decoding the stream would.
         # Splitting at blank lines ("\n\n") gives blocks that each end an
         # event; the part after the last blank line has not ended yet.
-        blocks = region.decode("utf-8", "replace").split("\n\n")
+        text = region.decode("utf-8", "replace")
+        if (
+            len(text) > _BATCH_SIZE
+            and text.startswith("data: ")
+            and not (self._data or self._event_type or self._event_retry is not None)
+        ):
+            done = _data_only_end(text)
+            if done:
+                last_id = self._id
+                self.last_event_id = last_id
+                events += map(
+                    _new_event,
+                    repeat(ServerSentEvent),
+                    zip(
+                        repeat("message"),
+                        text[6 : done - 2].split("\n\ndata: "),
+                        repeat(last_id),
+                        repeat(None),
+                    ),
+                )
+                text = text[done:]
+        blocks = text.split("\n\n")
+        del text  # large events: hold no more copies than needed
         rest = blocks.pop()
         if blocks:
             if self._data or self._event_type or self._event_retry is not None:
@@ -438,6 +465,20 @@ class SSEParser:
             kind=kind,
             events=events,
         )
+
+
+def _data_only_end(text: str) -> int:
+    """The end of the last blank line if every event before it is one data line, else 0.
+
+    ``text`` starts with ``"data: "``.
+    """
+    # The blocks that start with "data: " account for two line ends each
+    # (their own and the blank line after); any other line end means some
+    # block has another shape.
+    blank = text.rfind("\n\n")
+    if blank < 0 or text.count("\n", 0, blank) != 2 * text.count("\n\ndata: ", 0, blank):
+        return 0
+    return blank + 2
 
 
 def iter_events(

@@ -37,16 +37,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         api_key=args.api_key,
         keepalive_interval=args.keepalive,
     )
-    with emulator:
-        print(f"Cyberun emulator listening on {emulator.base_url}", flush=True)
-        print(f"  export CYBERUN_BASE_URL={emulator.base_url}", flush=True)
-        print(f"  export CYBERUN_API_KEY={emulator.api_key}", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        try:
+    # Ctrl-C may come at any point once the address is printed (even while
+    # the last line is), so the whole serving time sits in the try.
+    try:
+        with emulator:
+            print(f"Cyberun emulator listening on {emulator.base_url}", flush=True)
+            print(f"  export CYBERUN_BASE_URL={emulator.base_url}", flush=True)
+            print(f"  export CYBERUN_API_KEY={emulator.api_key}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
     return 0
 
 

@@ -305,6 +305,51 @@ def test_last_event_id_survives_an_interrupted_event_across_chunks() -> None:
     assert parser.last_event_id == "2"
 
 
+# --- many one-line data events in one chunk (built in one batch) ---------------
+
+
+def test_a_chunk_of_only_data_events_keeps_the_id_and_the_boundary() -> None:
+    values = [f"value {i}: x" for i in range(100)]
+    stream = b"id: 7\n\n" + "".join(f"data: {v}\n\n" for v in values).encode()
+    parser = SSEParser()
+    assert parser.feed(b"id: 7\n\n") == []
+    events = parser.feed(stream[len(b"id: 7\n\n") :])
+    assert events == [ev(v, id="7") for v in values]
+    assert parse(stream) == events and parser.last_event_id == "7"
+
+
+def test_a_data_batch_followed_by_other_shapes_and_a_partial_event() -> None:
+    batch = b"data: a\n\n" * 60
+    stream = batch + b"event: done\nid: 9\ndata: b\n\n: note\n\ndata: c\n"
+    parser = SSEParser()
+    events = parser.feed(stream)
+    assert events == [ev("a")] * 60 + [ev("b", event="done", id="9")]
+    assert parser.last_event_id == "9"
+    assert parser.feed(b"\n") == [ev("c", id="9")]
+
+
+@pytest.mark.parametrize(
+    "odd_block",
+    [b"data: x\ndata: y\n\n", b"id: 3\n\n", b"\n", b"retry: 5\n\n", b"data:x\n\n", b": c\n\n"],
+)
+def test_a_batch_with_one_block_of_another_shape_is_parsed_in_full(odd_block: bytes) -> None:
+    stream = b"data: a\n\n" * 40 + odd_block + b"data: z\n\n" * 40
+    events = parse(stream)
+    assert (
+        events
+        == _whole(b"data: a\n\n") * 40 + _whole(odd_block) + [ev("z", id=events[-1].id)] * 40
+    )
+    assert events[-1].id == ("3" if odd_block.startswith(b"id") else "")
+
+
+def test_a_batch_continuing_an_event_begun_in_the_previous_chunk() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"event: log\ndata: first\n") == []
+    events = parser.feed(b"data: second\n\n" + b"data: n\n\n" * 50)
+    assert events[0] == ev("first\nsecond", event="log")
+    assert events[1:] == [ev("n")] * 50
+
+
 # --- documented streams --------------------------------------------------------
 
 

@@ -137,6 +137,22 @@ test_matches_reference, test_matches_reference_large_budget = _both_budgets(
 )
 
 
+# Streams made mostly of one-line data events, long enough for the parser's
+# batch path, with any token slipped in between: still the reference's events.
+data_block = st.text(st.characters(blacklist_characters="\r\n"), max_size=12).map(
+    lambda value: f"data: {value}\n\n".encode("utf-8", "surrogatepass")
+)
+mostly_data = st.lists(
+    st.one_of(data_block, data_block, data_block, st.sampled_from(TOKENS)),
+    min_size=30,
+    max_size=120,
+).map(b"".join)
+
+test_data_batches_match_reference, test_data_batches_match_reference_large_budget = _both_budgets(
+    {"data": mostly_data, "cuts": cuts}, _matches_reference
+)
+
+
 # (4) On arbitrary bytes nothing is raised but the documented limit error.
 def _only_limit_errors(data: bytes, cuts: List[int], line: int, event: int) -> None:
     try:
