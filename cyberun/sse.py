@@ -38,7 +38,7 @@ This module imports nothing but [`cyberun.errors`][cyberun.errors]; it is usable
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Iterable, Iterator, List, NamedTuple, NoReturn, Optional
+from typing import Iterable, Iterator, List, NamedTuple, NoReturn, Optional, Tuple
 
 from .errors import SSELimitError, StreamError
 
@@ -67,6 +67,9 @@ _MAX_RETRY_DIGITS = len(str(_MAX_RETRY))
 # checked for being nothing but one-line data events, which are then built
 # in one batch; for shorter ones the check costs more than it saves.
 _BATCH_SIZE = 256
+# Parts of a region longer than this are decoded through a memoryview: a
+# large bytes slice costs more (a fresh allocation, page faults) than it saves.
+_DECODE_IN_PLACE = 4096
 
 
 class ServerSentEvent(NamedTuple):
@@ -301,6 +304,14 @@ class SSEParser:
         """
         if self._event_bytes:
             self._check_spanning_event(region, events)
+        if not (self._data or self._event_type or self._event_retry is not None):
+            # Most chunks of a live stream are one whole event.
+            event = _single_event(region, region.find(_LF))
+            if event is not None:
+                events.append(_new_event(ServerSentEvent, (*event, self._id, None)))
+                self.last_event_id = self._id
+                self._event_bytes = 0
+                return
         # Line ends are ASCII and never occur inside a UTF-8 sequence, so
         # decoding whole lines gives exactly what decoding the stream would.
         # Splitting at blank lines ("\n\n") gives blocks that each end an
@@ -465,6 +476,31 @@ class SSEParser:
             kind=kind,
             events=events,
         )
+
+
+def _single_event(region: bytes, first_lf: int) -> Optional[Tuple[str, str]]:
+    """``(type, data)`` if ``region`` is exactly one simple event, else None.
+
+    Simple means ``data: D`` or ``event: T`` then ``data: D``, then the blank line.
+    """
+    end = len(region) - 2
+    if first_lf == end:
+        if region.startswith(b"data: "):
+            return "message", _decode(region, 6, end)
+    elif (
+        region.startswith(b"event: ")
+        and region.startswith(b"data: ", first_lf + 1)
+        and region.find(_LF, first_lf + 1) == end
+    ):
+        return _decode(region, 7, first_lf) or "message", _decode(region, first_lf + 7, end)
+    return None
+
+
+def _decode(data: bytes, start: int, end: int) -> str:
+    """``data[start:end]`` decoded; large parts without copying the bytes first."""
+    if end - start < _DECODE_IN_PLACE:
+        return data[start:end].decode("utf-8", "replace")
+    return str(memoryview(data)[start:end], "utf-8", "replace")
 
 
 def _data_only_end(text: str) -> int:

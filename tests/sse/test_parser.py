@@ -305,6 +305,27 @@ def test_last_event_id_survives_an_interrupted_event_across_chunks() -> None:
     assert parser.last_event_id == "2"
 
 
+# --- whole events in one chunk, large ones included --------------------------------
+
+
+@pytest.mark.parametrize("head", [b"", b"event: big\n", b"event: \n"])
+def test_a_large_event_with_multibyte_and_invalid_utf8_is_decoded_with_replacement(
+    head: bytes,
+) -> None:
+    value = "é☃😀" * 3000
+    stream = head + b"data: " + value.encode() + b"\xff\xe2\x82\n\n"
+    event_type = "big" if head == b"event: big\n" else "message"
+    assert parse(stream) == [ev(value + "\ufffd\ufffd", event=event_type)]
+
+
+def test_a_whole_event_in_one_chunk_after_an_id_in_the_previous_one() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"id: 4\n") == []
+    assert parser.feed(b"event: e\ndata: d\n\n") == [ev("d", event="e", id="4")]
+    assert parser.last_event_id == "4"
+    assert parser.feed(b"data: x\n\n") == [ev("x", id="4")]
+
+
 # --- many one-line data events in one chunk (built in one batch) ---------------
 
 
