@@ -111,6 +111,17 @@ class Emu:
         assert answer.status == 202, answer
         return str(answer.json()["task_id"])
 
+    def create_webhook(
+        self,
+        webhook_url: str,
+        events: List[str],
+        display_name: str = "t",
+        headers: Optional[Dict[str, str]] = None,
+    ) -> Answer:
+        """POST /api/v1/webhooks; the answer as it came."""
+        body = {"display_name": display_name, "webhook_url": webhook_url, "webhook_events": events}
+        return self.call("POST", "/api/v1/webhooks", body, headers=headers)
+
     def events(
         self, task_id: str, extra: Optional[Dict[str, str]] = None
     ) -> List[ServerSentEvent]:

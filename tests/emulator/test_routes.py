@@ -445,15 +445,7 @@ def test_every_error_answer_has_the_documented_shape(
 
 def test_an_invalid_webhook_update_is_refused_and_changes_nothing(server: CyberunEmulator) -> None:
     admin = Emu(server, server.device_key)
-    created = admin.call(
-        "POST",
-        "/api/v1/webhooks",
-        {
-            "display_name": "x",
-            "webhook_url": "https://hooks.example/x",
-            "webhook_events": ["task.failed"],
-        },
-    ).json()
+    created = admin.create_webhook("https://hooks.example/x", ["task.failed"]).json()
     answer = admin.call("PUT", f"/api/v1/webhooks/{created['id']}", {"webhook_url": "ftp://x"})
     assert answer.status == 400 and answer.json()["error"]["code"] == "invalid_webhook"
     current = admin.call("GET", f"/api/v1/webhooks/{created['id']}").json()

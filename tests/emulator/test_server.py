@@ -62,15 +62,7 @@ def wait_until(condition: Any, timeout: float = 5.0) -> None:
 def test_webhook_management_crud_and_rotation() -> None:
     with CyberunEmulator() as server:
         api = Emu(server, server.device_key)
-        created = api.call(
-            "POST",
-            "/api/v1/webhooks",
-            {
-                "display_name": "ci",
-                "webhook_url": "https://example.com/h",
-                "webhook_events": ["task.completed"],
-            },
-        )
+        created = api.create_webhook("https://example.com/h", ["task.completed"], "ci")
         assert created.status == 201
         hook = created.json()
         assert hook["webhook_secret"].startswith("whsec_")
@@ -88,15 +80,7 @@ def test_webhook_management_crud_and_rotation() -> None:
             rotated["webhook_secret"].startswith("whsec_")
             and rotated["webhook_secret"] != hook["webhook_secret"]
         )
-        bad = api.call(
-            "POST",
-            "/api/v1/webhooks",
-            {
-                "display_name": "x",
-                "webhook_url": "http://example.com",
-                "webhook_events": ["task.completed"],
-            },
-        )
+        bad = api.create_webhook("http://example.com", ["task.completed"])
         assert bad.status == 400 and "https" in bad.json()["error"]["message"]
         assert api.call("DELETE", f"/api/v1/webhooks/{hook['id']}").status == 200
         assert api.call("GET", f"/api/v1/webhooks/{hook['id']}").status == 404
@@ -105,15 +89,8 @@ def test_webhook_management_crud_and_rotation() -> None:
 def test_signed_deliveries_are_retried_on_the_documented_schedule(receiver: Receiver) -> None:
     with CyberunEmulator(clock=ManualClock()) as server:
         jwt = Emu(server, server.jwt)
-        hook = jwt.call(
-            "POST",
-            "/api/v1/webhooks",
-            {
-                "display_name": "t",
-                "webhook_url": receiver.url,
-                "webhook_events": ["task.completed", "task.failed"],
-            },
-            headers={"X-Team-ID": server.team_id},
+        hook = jwt.create_webhook(
+            receiver.url, ["task.completed", "task.failed"], headers={"X-Team-ID": server.team_id}
         ).json()
         task_id = Emu(server).run()
         server.advance(10)  # completes; first attempt and the immediate retry both fail
@@ -155,11 +132,7 @@ def test_failed_tasks_are_delivered_and_cancelled_ones_are_not(receiver: Receive
     receiver.failures = 0
     with CyberunEmulator(clock=ManualClock()) as server:
         api = Emu(server, server.device_key)
-        api.call(
-            "POST",
-            "/api/v1/webhooks",
-            {"display_name": "t", "webhook_url": receiver.url, "webhook_events": ["task.failed"]},
-        )
+        api.create_webhook(receiver.url, ["task.failed"])
         failing = Emu(server).run("always-fails")
         done = Emu(server).run()
         cancelled = Emu(server).run("slow-render")
