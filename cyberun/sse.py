@@ -304,7 +304,9 @@ class SSEParser:
         """
         if self._event_bytes:
             self._check_spanning_event(region, events)
-        if not (self._data or self._event_type or self._event_retry is not None):
+        # Whether an event begun in an earlier region is still open.
+        continuing = self._data or self._event_type or self._event_retry is not None
+        if not continuing:
             # Most chunks of a live stream are one whole event.
             event = _single_event(region, region.find(_LF))
             if event is not None:
@@ -317,11 +319,7 @@ class SSEParser:
         # Splitting at blank lines ("\n\n") gives blocks that each end an
         # event; the part after the last blank line has not ended yet.
         text = region.decode("utf-8", "replace")
-        if (
-            len(text) > _BATCH_SIZE
-            and text.startswith("data: ")
-            and not (self._data or self._event_type or self._event_retry is not None)
-        ):
+        if not continuing and len(text) > _BATCH_SIZE and text.startswith("data: "):
             done = _data_only_end(text)
             if done:
                 last_id = self._id
@@ -341,8 +339,8 @@ class SSEParser:
         del text  # large events: hold no more copies than needed
         rest = blocks.pop()
         if blocks:
-            if self._data or self._event_type or self._event_retry is not None:
-                # The first block continues an event begun in an earlier region.
+            if continuing:
+                # The first block continues the open event.
                 self._interpret_block(blocks[0], events)
                 blocks[0] = ""  # done: leave nothing for the loop below
             last_id = self._id
