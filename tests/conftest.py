@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+from typing import Iterator
+
+import pytest
 from hypothesis import HealthCheck, settings
 
 # The package's own pytest plugin (the `cyberun_server` fixture) is loaded
@@ -16,3 +20,20 @@ pytest_plugins = ["pytester", "cyberun.testing._pytest_plugin"]
 # one example happened to run slowly.
 settings.register_profile("cyberun", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("cyberun")
+
+
+@pytest.fixture
+def interruptible_children() -> Iterator[None]:
+    """Let the subprocesses a test starts see Ctrl-C (SIGINT) as usual.
+
+    A test run started in the background (``nohup``, ``cmd &``, some CI
+    runners) inherits SIGINT *ignored*, and so would every process it
+    starts: Python then never raises KeyboardInterrupt in them. A handled
+    signal is reset to its default across ``exec``, so handling it here for
+    the test's duration gives the children the default back.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -339,6 +339,7 @@ def test_progress_on_a_pipe_is_plain_lines(env: Dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("cancel", [False, True])
+@pytest.mark.usefixtures("interruptible_children")
 def test_ctrl_c_while_following(
     env: Dict[str, str], server: CyberunEmulator, cancel: bool
 ) -> None:

@@ -197,6 +197,7 @@ def test_stop_leaks_no_threads_and_no_sockets() -> None:
     assert _open_fds() <= fds_before + 1
 
 
+@pytest.mark.usefixtures("interruptible_children")
 def test_serve_command_prints_the_base_url_and_a_key() -> None:
     process = subprocess.Popen(
         [
