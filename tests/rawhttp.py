@@ -111,6 +111,11 @@ class Emu:
         assert answer.status == 202, answer
         return str(answer.json()["task_id"])
 
+    def presign(self, file_name: str, file_size: int, content_type: str) -> Answer:
+        """POST /files/presign; the answer as it came."""
+        body = {"file_name": file_name, "file_size": file_size, "content_type": content_type}
+        return self.call("POST", "/files/presign", body)
+
     def create_webhook(
         self,
         webhook_url: str,

@@ -210,11 +210,7 @@ def advancing(server: CyberunEmulator, step: float = 0.05) -> threading.Event:
 
 def test_nerfstudio_tasks_provision_and_report_stages(manual: CyberunEmulator) -> None:
     api = Emu(manual)
-    target = api.call(
-        "POST",
-        "/files/presign",
-        {"file_name": "photos.zip", "file_size": 3, "content_type": "application/zip"},
-    ).json()
+    target = api.presign("photos.zip", 3, "application/zip").json()
     assert (
         request(target["upload_url"], "PUT", headers=target["upload_headers"], body=b"zip").status
         == 200
@@ -346,11 +342,7 @@ def test_download_urls_expire_on_the_emulator_clock() -> None:
 
 def test_presign_and_signed_put(server: CyberunEmulator) -> None:
     api = Emu(server)
-    target = api.call(
-        "POST",
-        "/files/presign",
-        {"file_name": "cat.png", "file_size": 5, "content_type": "image/png"},
-    ).json()
+    target = api.presign("cat.png", 5, "image/png").json()
     assert set(target) == {"file_key", "upload_url", "upload_headers"}
     assert target["upload_headers"] == {"Content-Length": "5", "If-None-Match": "*"}
     url = target["upload_url"]
@@ -368,11 +360,7 @@ def test_presign_and_signed_put(server: CyberunEmulator) -> None:
     assert request(url, "PUT", headers=auth, body=b"hello").status == 400
     bad = api.call("POST", "/files/presign", {"file_name": "", "file_size": -1})
     assert bad.status == 400 and "content_type" in bad.json()["error"]["message"]
-    too_big = api.call(
-        "POST",
-        "/files/presign",
-        {"file_name": "x", "file_size": 600 * 1024 * 1024, "content_type": "x/y"},
-    )
+    too_big = api.presign("x", 600 * 1024 * 1024, "x/y")
     assert too_big.status == 400
 
 
