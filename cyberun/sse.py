@@ -63,9 +63,10 @@ _CR = 13
 # int(), which refuses very long strings on recent Pythons).
 _MAX_RETRY = 2**64 - 1
 _MAX_RETRY_DIGITS = len(str(_MAX_RETRY))
-# Regions longer than this (in characters) that start with "data: " are
-# checked for being nothing but one-line data events, which are then built
-# in one batch; for shorter ones the check costs more than it saves.
+# Regions up to this size (in characters) are interpreted line by line.
+# Longer ones are split at blank lines and the shapes live streams send
+# (named events, one-line data events) are built in batches: for shorter
+# regions the checks cost more than they save.
 _BATCH_SIZE = 256
 # Parts of a region longer than this are decoded through a memoryview: a
 # large bytes slice costs more (a fresh allocation, page faults) than it saves.
@@ -245,21 +246,6 @@ class SSEParser:
         self._slow = self._head is not None
         return data
 
-    def _extend_line(self, fragments: List[bytes], size: int) -> None:
-        """Feed chunks that hold no CR or LF, without joining them first.
-
-        Such chunks only extend the partial line, so they can join it as they
-        are; the parser joins everything once, when the line ends.
-        """
-        if self._head is not None or self._closed or not size:
-            self.feed(b"".join(fragments))  # the general path (BOM, errors)
-            return
-        self._pending_cr = self._slow = False  # a CR followed by something other than LF
-        self._tail += fragments
-        self._tail_size += size
-        if self._tail_size > self._max_line_size:
-            self._fail("line", [])
-
     def _strip_bom(self, data: bytes) -> bytes:
         # 9.2.5 decodes with UTF-8 decode, which removes one leading BOM. The
         # BOM may itself arrive split across chunks.
@@ -302,13 +288,18 @@ class SSEParser:
 
         Completed events are appended to ``events``.
         """
+        first_lf = region.find(_LF)
+        if first_lf == len(region) - 1:
+            # Small chunks arrive a line at a time.
+            self._interpret_line(region, events)
+            return
         if self._event_bytes:
             self._check_spanning_event(region, events)
         # Whether an event begun in an earlier region is still open.
-        continuing = self._data or self._event_type or self._event_retry is not None
+        continuing = bool(self._data or self._event_type or self._event_retry is not None)
         if not continuing:
             # Most chunks of a live stream are one whole event.
-            event = _single_event(region, region.find(_LF))
+            event = _single_event(region, first_lf)
             if event is not None:
                 events.append(_new_event(ServerSentEvent, (*event, self._id, None)))
                 self.last_event_id = self._id
@@ -316,9 +307,58 @@ class SSEParser:
                 return
         # Line ends are ASCII and never occur inside a UTF-8 sequence, so
         # decoding whole lines gives exactly what decoding the stream would.
-        # Splitting at blank lines ("\n\n") gives blocks that each end an
-        # event; the part after the last blank line has not ended yet.
         text = region.decode("utf-8", "replace")
+        if len(text) <= _BATCH_SIZE:
+            # A few lines: interpreting them one by one costs least.
+            lines = text.split("\n")
+            lines.pop()  # the empty string after the final LF
+            self._interpret_lines(lines, events)
+        elif "\n\nevent: " in text:
+            self._interpret_typed(text, continuing, events)
+        else:
+            self._interpret_text(text, continuing, events)
+        self._count_event_bytes(region, events)
+
+    def _interpret_typed(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
+        r"""Interpret ``text``, which holds at least one ``event:`` line after a blank line.
+
+        Live streams name their events, so most blocks are ``event: T``,
+        ``data: D``: splitting at each blank line followed by ``event: ``
+        gives pieces ``T\ndata: D`` that a single partition takes apart.
+        Any other piece, and what comes before the first or after the last
+        such split, takes the general path.
+        """
+        pieces = text.split("\n\nevent: ")
+        last = pieces.pop()
+        first = pieces[0]
+        if not continuing and first.startswith("event: "):
+            pieces[0] = first[7:]
+        else:
+            self._interpret_text(first + "\n\n", continuing, events)
+            pieces[0] = ""
+        last_id = self._id
+        append = events.append
+        for piece in pieces:
+            value, data_field, data = piece.partition("\ndata: ")
+            if data_field and "\n" not in data and "\n" not in value:
+                append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
+            elif data_field and "\n" not in value and data.count("\n") == data.count("\ndata: "):
+                # Every further line is a data line too.
+                data = data.replace("\ndata: ", "\n")
+                append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
+            elif piece:
+                self._interpret_block(f"event: {piece}", events)
+                last_id = self._id
+        # Step 1 of dispatch at the last blank line so far.
+        self.last_event_id = last_id
+        self._interpret_text(f"event: {last}", False, events)
+
+    def _interpret_text(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
+        r"""Interpret ``text`` (complete lines); ``continuing``: an event is open.
+
+        Splitting at blank lines (``"\n\n"``) gives blocks that each end an
+        event; the part after the last blank line has not ended yet.
+        """
         if not continuing and len(text) > _BATCH_SIZE and text.startswith("data: "):
             done = _data_only_end(text)
             if done:
@@ -368,9 +408,21 @@ class SSEParser:
             lines = rest.split("\n")
             lines.pop()  # the empty string after the final LF
             self._interpret_lines(lines, events)
-            self._count_event_bytes(region, events)
+
+    def _interpret_line(self, line: bytes, events: List[ServerSentEvent]) -> None:
+        """Interpret one complete line (``line`` ends with its only LF) per 9.2.6."""
+        size = len(line)
+        if size == 1:
+            self._interpret_lines([""], events)
+            self._event_bytes = 0
+            return
+        self._event_bytes += size
+        if self._event_bytes > self._max_event_size:
+            self._fail("event", events)
+        if line.startswith(b"data: "):
+            self._data.append(_decode(line, 6, size - 1))
         else:
-            self._event_bytes = 0  # the region ends at a blank line: nothing in progress
+            self._interpret_lines([_decode(line, 0, size - 1)], events)
 
     def _interpret_block(self, block: str, events: List[ServerSentEvent]) -> None:
         lines = block.split("\n")
@@ -385,8 +437,11 @@ class SSEParser:
         event_retry = self._event_retry
         for line in lines:
             if line.startswith("data: "):
-                # The common case first: "data" with its one optional space.
+                # The common cases first: "data" and "event" with their one
+                # optional space.
                 data.append(line[6:])
+            elif line.startswith("event: "):
+                event_type = line[7:]
             elif not line:
                 # 9.2.6 "If the line is empty": dispatch the event. Step 1
                 # sets the stream's last event ID, whether or not it fires.
@@ -540,26 +595,23 @@ def iter_events(
     """
     parser = SSEParser(max_line_size=max_line_size, max_event_size=max_event_size)
     feed = parser.feed
-    gathered: List[bytes] = []
-    gathered_size = 0
+    line = bytearray()  # chunks without a line end, not yet handed over
     room = max_line_size  # bytes the current line may still grow by
     try:
         for chunk in chunks:
             if _LF in chunk or _CR in chunk:
-                if gathered:
-                    parser._extend_line(gathered, gathered_size)
-                    gathered = []
-                    gathered_size = 0
+                if line:
+                    line += chunk
+                    chunk = bytes(line)
+                    line = bytearray()
                 yield from feed(chunk)
                 room = max_line_size - parser._tail_size
             else:
-                gathered.append(chunk)
-                gathered_size += len(chunk)
-                if gathered_size > room:
+                line += chunk
+                if len(line) > room:
                     # Hand over what we hold so the parser enforces its limit.
-                    feed(b"".join(gathered))
-                    gathered = []
-                    gathered_size = 0
+                    feed(bytes(line))
+                    line = bytearray()
                     room = max_line_size - parser._tail_size
     except SSELimitError as exc:
         # Deliver what the failing chunk completed before the limit, then fail.

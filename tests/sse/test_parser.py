@@ -371,6 +371,44 @@ def test_a_batch_continuing_an_event_begun_in_the_previous_chunk() -> None:
     assert events[1:] == [ev("n")] * 50
 
 
+# --- many named events in one chunk (split at "event:" blocks) ------------------
+
+
+def test_a_chunk_of_named_events_with_comments_ids_and_multi_line_data() -> None:
+    named = b"".join(b'event: progress\ndata: {"step": %d}\n\n' % i for i in range(30))
+    stream = (
+        named
+        + b": keep-alive\n\n"
+        + b"event: log\ndata: one\ndata: two\n\n"
+        + b"event: log\nid: 5\ndata: three\n\n"
+        + b"event: \ndata: untyped\n\n"
+        + b"event: log\n: a comment inside\ndata: four\n\n"
+        + named
+    )
+    parser = SSEParser()
+    events = parser.feed(stream + b"id: 6\nevent: last\ndata: partial\n")
+    progress = [ev(f'{{"step": {i}}}', event="progress") for i in range(30)]
+    assert events == progress + [
+        ev("one\ntwo", event="log"),
+        ev("three", event="log", id="5"),
+        ev("untyped", id="5"),
+        ev("four", event="log", id="5"),
+    ] + [e._replace(id="5") for e in progress]
+    # The id line of the unfinished event does not count yet.
+    assert parser.last_event_id == "5"
+    assert parser.feed(b"\n") == [ev("partial", event="last", id="6")]
+    assert parser.last_event_id == "6"
+    assert parse(stream) == events
+
+
+def test_named_events_continuing_an_event_begun_in_the_previous_chunk() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"event: log\ndata: first\n") == []
+    events = parser.feed(b"data: second\n\n" + b"event: e\ndata: n\n\n" * 30)
+    assert events == [ev("first\nsecond", event="log")] + [ev("n", event="e")] * 30
+    assert parser.feed(b"\nevent: e\ndata: n\n\n" * 30) == [ev("n", event="e")] * 30
+
+
 # --- documented streams --------------------------------------------------------
 
 

@@ -152,6 +152,32 @@ test_data_batches_match_reference, test_data_batches_match_reference_large_budge
     {"data": mostly_data, "cuts": cuts}, _matches_reference
 )
 
+# Streams made mostly of named events ("event: T", then one or more data
+# lines), long enough for the parser's path for such blocks, with comments,
+# id lines, data-only events and any token slipped in between.
+line_value = st.text(st.characters(blacklist_characters="\r\n"), max_size=12)
+typed_block = st.tuples(line_value, st.lists(line_value, min_size=1, max_size=3)).map(
+    lambda block: (
+        f"event: {block[0]}\n" + "".join(f"data: {value}\n" for value in block[1]) + "\n"
+    ).encode("utf-8", "surrogatepass")
+)
+mostly_typed = st.lists(
+    st.one_of(
+        typed_block,
+        typed_block,
+        typed_block,
+        data_block,
+        st.sampled_from([b": keep-alive\n\n", b": comment\n", b"id: 7\n", b"\n", b"event: \n"]),
+        st.sampled_from(TOKENS),
+    ),
+    min_size=20,
+    max_size=80,
+).map(b"".join)
+
+test_typed_blocks_match_reference, test_typed_blocks_match_reference_large_budget = _both_budgets(
+    {"data": mostly_typed, "cuts": cuts}, _matches_reference
+)
+
 
 # (4) On arbitrary bytes nothing is raised but the documented limit error.
 def _only_limit_errors(data: bytes, cuts: List[int], line: int, event: int) -> None:
