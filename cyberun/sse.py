@@ -307,7 +307,13 @@ class SSEParser:
                 return
         # Line ends are ASCII and never occur inside a UTF-8 sequence, so
         # decoding whole lines gives exactly what decoding the stream would.
-        text = region.decode("utf-8", "replace")
+        self._interpret_decoded(region.decode("utf-8", "replace"), continuing, events)
+        self._count_event_bytes(region, events)
+
+    def _interpret_decoded(
+        self, text: str, continuing: bool, events: List[ServerSentEvent]
+    ) -> None:
+        """Interpret ``text`` (complete lines); ``continuing``: an event is open."""
         if len(text) <= _BATCH_SIZE:
             # A few lines: interpreting them one by one costs least.
             lines = text.split("\n")
@@ -317,7 +323,6 @@ class SSEParser:
             self._interpret_typed(text, continuing, events)
         else:
             self._interpret_text(text, continuing, events)
-        self._count_event_bytes(region, events)
 
     def _interpret_typed(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
         r"""Interpret ``text``, which holds at least one ``event:`` line after a blank line.
@@ -334,7 +339,7 @@ class SSEParser:
         if not continuing and first.startswith("event: "):
             pieces[0] = first[7:]
         else:
-            self._interpret_text(first + "\n\n", continuing, events)
+            self._interpret_decoded(first + "\n\n", continuing, events)
             pieces[0] = ""
         last_id = self._id
         append = events.append
@@ -342,16 +347,24 @@ class SSEParser:
             value, data_field, data = piece.partition("\ndata: ")
             if data_field and "\n" not in data and "\n" not in value:
                 append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
-            elif data_field and "\n" not in value and data.count("\n") == data.count("\ndata: "):
-                # Every further line is a data line too.
-                data = data.replace("\ndata: ", "\n")
-                append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
-            elif piece:
+                continue
+            if data_field and "\n" not in value:
+                if data.count("\n") == data.count("\ndata: "):
+                    # Every further line is a data line too.
+                    data = data.replace("\ndata: ", "\n")
+                    append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
+                    continue
+                data, _, others = data.partition("\n\n")
+                if "\n" not in data and others[:1] == ":" and "\n" not in others:
+                    # A comment line (a keep-alive) in a block of its own after the event.
+                    append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
+                    continue
+            if piece:
                 self._interpret_block(f"event: {piece}", events)
                 last_id = self._id
         # Step 1 of dispatch at the last blank line so far.
         self.last_event_id = last_id
-        self._interpret_text(f"event: {last}", False, events)
+        self._interpret_decoded(f"event: {last}", False, events)
 
     def _interpret_text(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
         r"""Interpret ``text`` (complete lines); ``continuing``: an event is open.
