@@ -181,6 +181,17 @@ class SSEParser:
                 error's ``events``; the parser is closed afterwards.
             StreamError: [`close`][cyberun.sse.SSEParser.close] was already called.
         """
+        if (
+            not (self._slow or self._tail or self._event_bytes)
+            and data.endswith(b"\n\n")
+            and _CR not in data
+        ):
+            # Most chunks of a live stream are one whole event, and arrive
+            # when nothing is pending.
+            event = _single_event(data, data.find(_LF))
+            if event is not None and len(data) <= self._split_size:
+                self.last_event_id = self._id
+                return [_new_event(ServerSentEvent, (*event, self._id, None))]
         if self._slow:
             data = self._settle(data)
             if not data:
@@ -298,7 +309,7 @@ class SSEParser:
         # Whether an event begun in an earlier region is still open.
         continuing = bool(self._data or self._event_type or self._event_retry is not None)
         if not continuing:
-            # Most chunks of a live stream are one whole event.
+            # One whole event, begun in an earlier chunk.
             event = _single_event(region, first_lf)
             if event is not None:
                 events.append(_new_event(ServerSentEvent, (*event, self._id, None)))

@@ -458,6 +458,22 @@ def test_line_over_the_limit_raises(feed) -> None:  # type: ignore[no-untyped-de
     assert (info.value.kind, info.value.limit) == ("line", 100)
 
 
+@pytest.mark.parametrize(
+    ("limits", "kind"), [({"max_line_size": 100}, "line"), ({"max_event_size": 100}, "event")]
+)
+def test_a_whole_event_over_a_limit_in_one_chunk_raises_after_earlier_events(
+    limits: dict,
+    kind: str,  # type: ignore[type-arg]
+) -> None:
+    # Once the parser has settled (BOM decided), whole events take a fast path.
+    for big in (b"data: " + b"x" * 100 + b"\n\n", b"event: e\ndata: " + b"x" * 100 + b"\n\n"):
+        parser = SSEParser(**limits)
+        assert parser.feed(b"data: a\n\n") == [ev("a")]
+        with pytest.raises(SSELimitError) as info:
+            parser.feed(big)
+        assert info.value.kind == kind
+
+
 def test_endless_line_raises_before_growing_past_the_limit() -> None:
     parser = SSEParser(max_line_size=1000)
     fed = 0
