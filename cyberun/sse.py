@@ -257,6 +257,21 @@ class SSEParser:
         self._slow = self._head is not None
         return data
 
+    def _extend_line(self, fragments: List[bytes], size: int) -> None:
+        """Feed chunks that hold no CR or LF, without joining them first.
+
+        Such chunks only extend the partial line, so they can join it as they
+        are; the parser joins everything once, when the line ends.
+        """
+        if self._head is not None or self._closed or not size:
+            self.feed(b"".join(fragments))  # the general path (BOM, errors)
+            return
+        self._pending_cr = self._slow = False  # a CR followed by something other than LF
+        self._tail += fragments
+        self._tail_size += size
+        if self._tail_size > self._max_line_size:
+            self._fail("line", [])
+
     def _strip_bom(self, data: bytes) -> bytes:
         # 9.2.5 decodes with UTF-8 decode, which removes one leading BOM. The
         # BOM may itself arrive split across chunks.
@@ -619,23 +634,32 @@ def iter_events(
     """
     parser = SSEParser(max_line_size=max_line_size, max_event_size=max_event_size)
     feed = parser.feed
-    line = bytearray()  # chunks without a line end, not yet handed over
+    gathered: List[bytes] = []
+    gathered_size = 0
     room = max_line_size  # bytes the current line may still grow by
     try:
         for chunk in chunks:
             if _LF in chunk or _CR in chunk:
-                if line:
-                    line += chunk
-                    chunk = bytes(line)
-                    line = bytearray()
+                if gathered:
+                    # Join the line's fragments once: in the parser if the
+                    # line began there, here otherwise.
+                    if parser._tail:
+                        parser._extend_line(gathered, gathered_size)
+                    else:
+                        gathered.append(chunk)
+                        chunk = b"".join(gathered)
+                    gathered = []
+                    gathered_size = 0
                 yield from feed(chunk)
                 room = max_line_size - parser._tail_size
             else:
-                line += chunk
-                if len(line) > room:
+                gathered.append(chunk)
+                gathered_size += len(chunk)
+                if gathered_size > room:
                     # Hand over what we hold so the parser enforces its limit.
-                    feed(bytes(line))
-                    line = bytearray()
+                    feed(b"".join(gathered))
+                    gathered = []
+                    gathered_size = 0
                     room = max_line_size - parser._tail_size
     except SSELimitError as exc:
         # Deliver what the failing chunk completed before the limit, then fail.
