@@ -345,9 +345,11 @@ class SSEParser:
             lines = text.split("\n")
             lines.pop()  # the empty string after the final LF
             self._interpret_lines(lines, events)
-        elif "\n\nevent: " in text:
+        elif (continuing or not text.startswith("data: ")) and "\n\nevent: " in text:
             self._interpret_typed(text, continuing, events)
         else:
+            # Unnamed events (a stream of them starts with "data: ") or
+            # shapes the path for named ones does not know.
             self._interpret_text(text, continuing, events)
 
     def _interpret_typed(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
