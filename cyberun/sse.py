@@ -38,7 +38,17 @@ This module imports nothing but [`cyberun.errors`][cyberun.errors]; it is usable
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Iterable, Iterator, List, NamedTuple, NoReturn, Optional, Tuple
+from typing import (
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    NoReturn,
+    Optional,
+    Tuple,
+)
 
 from .errors import SSELimitError, StreamError
 
@@ -68,6 +78,10 @@ _MAX_RETRY_DIGITS = len(str(_MAX_RETRY))
 # (named events, one-line data events) are built in batches: for shorter
 # regions the checks cost more than they save.
 _BATCH_SIZE = 256
+# iter_events feeds a chunk in slices once a chunk has completed more events
+# than this: creating that many events at once, all alive until delivered,
+# sets off the garbage collector again and again and holds memory for nothing.
+_EVENTS_PER_FEED = 256
 # Parts of a region longer than this are decoded through a memoryview: a
 # large bytes slice costs more (a fresh allocation, page faults) than it saves.
 _DECODE_IN_PLACE = 4096
@@ -623,7 +637,9 @@ def iter_events(
     This is the fastest way to parse a chunk iterator: chunks without a line
     end are gathered and fed to the parser together with the chunk that
     ends their line, which cannot delay any event (only a line end completes
-    one) and saves a parser call per small chunk.
+    one) and saves a parser call per small chunk. Once chunks complete
+    hundreds of events each, large ones are fed in slices cut after blank
+    lines, so that their events are not all created, and alive, at once.
 
     Args:
         chunks: the stream's bytes in any chunking, for example a response's
@@ -639,6 +655,7 @@ def iter_events(
     gathered: List[bytes] = []
     gathered_size = 0
     room = max_line_size  # bytes the current line may still grow by
+    slice_size = 0  # when set, feed larger chunks in slices of about this size
     try:
         for chunk in chunks:
             if _LF in chunk or _CR in chunk:
@@ -652,7 +669,15 @@ def iter_events(
                         chunk = b"".join(gathered)
                     gathered = []
                     gathered_size = 0
-                yield from feed(chunk)
+                if slice_size and len(chunk) > slice_size:
+                    count = yield from _feed_in_slices(feed, chunk, slice_size)
+                    if count < _EVENTS_PER_FEED:
+                        slice_size = 0  # events got larger: feed whole chunks again
+                else:
+                    events = feed(chunk)
+                    if len(events) > _EVENTS_PER_FEED:
+                        slice_size = len(chunk) * _EVENTS_PER_FEED // len(events)
+                    yield from events
                 room = max_line_size - parser._tail_size
             else:
                 gathered.append(chunk)
@@ -669,3 +694,24 @@ def iter_events(
         yield from undelivered
         raise
     yield from parser.close()
+
+
+def _feed_in_slices(
+    feed: Callable[[bytes], List[ServerSentEvent]], chunk: bytes, size: int
+) -> Generator[ServerSentEvent, None, int]:
+    """Feed ``chunk`` in slices of about ``size`` bytes, each cut after a blank line.
+
+    Yields the events as each slice completes them; returns their number.
+    """
+    count = 0
+    start = 0
+    end = len(chunk)
+    while start < end:
+        cut = chunk.find(b"\n\n", start + size) + 2
+        if cut < 2:
+            cut = end  # no blank line left: the rest in one piece
+        events = feed(chunk[start:cut])
+        count += len(events)
+        yield from events
+        start = cut
+    return count

@@ -529,6 +529,46 @@ def test_cr_then_a_line_in_small_chunks_through_iter_events() -> None:
     assert list(iter_events(chunks)) == [ev("a"), ev("b")]
 
 
+def _mixed_stream() -> bytes:
+    tiny = b"".join(b"data: %d\n\n" % i for i in range(3000))
+    named = b"".join(b'event: progress\ndata: {"step": %d}\n\n: ping\n\n' % i for i in range(300))
+    return (
+        tiny
+        + b"id: 7\n"
+        + named
+        + tiny.replace(b"\n", b"\r\n")
+        + b"event: log\ndata: a\ndata: b\n\n"
+        + tiny
+        + b"data: unfinished"
+    )
+
+
+@pytest.mark.parametrize("size", [1000, 8192, 65536, 1 << 20])
+def test_iter_events_over_chunks_of_many_events_matches_feed(size: int) -> None:
+    # Once chunks complete hundreds of events each, iter_events feeds them
+    # in slices: the events must be the same, in the same order.
+    stream = _mixed_stream()
+    chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+    expected = _whole(stream)
+    assert len(expected) == 9301
+    assert list(iter_events(chunks)) == expected
+
+
+def test_iter_events_never_holds_a_whole_large_chunk_of_events_at_once() -> None:
+    # A first chunk shows how dense the events are; a 1 MiB chunk of small
+    # events after it is fed in slices, so its 80,000 events never all
+    # exist at once (they would take over 13 MB).
+    block = b"data: event\n\n"
+    chunks = [block * 1000, block * ((1 << 20) // len(block))]
+
+    def consume() -> int:
+        return sum(1 for _ in iter_events(chunks))
+
+    count, (_, peak) = _traced(consume)
+    assert count == 1000 + (1 << 20) // len(block)
+    assert peak < 2 * 1024 * 1024
+
+
 def test_event_size_counts_every_line_since_the_last_blank_line() -> None:
     stream = b"123\ndata\n\n"  # an ignored field, then data: 9 bytes before the blank
     for feed in (_whole, _bytewise):
