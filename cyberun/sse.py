@@ -468,16 +468,32 @@ class SSEParser:
         """Interpret one complete line (``line`` ends with its only LF) per 9.2.6."""
         size = len(line)
         if size == 1:
-            self._interpret_lines([""], events)
-            self._event_bytes = 0
+            self._dispatch(events)
             return
         self._event_bytes += size
         if self._event_bytes > self._max_event_size:
             self._fail("event", events)
         if line.startswith(b"data: "):
             self._data.append(_decode(line, 6, size - 1))
+        elif line.startswith(b"event: "):
+            self._event_type = _decode(line, 7, size - 1)
         else:
             self._interpret_lines([_decode(line, 0, size - 1)], events)
+
+    def _dispatch(self, events: List[ServerSentEvent]) -> None:
+        """9.2.6 "If the line is empty": dispatch the event, for a blank line on its own.
+
+        ``_interpret_lines`` does the same with the buffers in local variables.
+        """
+        self.last_event_id = self._id
+        if self._data:
+            data = "\n".join(self._data)
+            event = (self._event_type or "message", data, self._id, self._event_retry)
+            events.append(_new_event(ServerSentEvent, event))
+            self._data = []
+        self._event_type = ""
+        self._event_retry = None
+        self._event_bytes = 0
 
     def _interpret_block(self, block: str, events: List[ServerSentEvent]) -> None:
         lines = block.split("\n")
