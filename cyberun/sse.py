@@ -78,6 +78,8 @@ _MAX_RETRY_DIGITS = len(str(_MAX_RETRY))
 # (named events, one-line data events) are built in batches: for shorter
 # regions the checks cost more than they save.
 _BATCH_SIZE = 256
+# Every single byte but CR and LF, as a one-byte bytes object.
+_PLAIN_BYTES = frozenset(bytes([byte]) for byte in range(256)) - {b"\r", b"\n"}
 # iter_events feeds a chunk in slices once a chunk has completed more events
 # than this: creating that many events at once, all alive until delivered,
 # sets off the garbage collector again and again and holds memory for nothing.
@@ -674,7 +676,12 @@ def iter_events(
     slice_size = 0  # when set, feed larger chunks in slices of about this size
     try:
         for chunk in chunks:
-            if _LF in chunk or _CR in chunk:
+            if chunk in _PLAIN_BYTES:
+                # One byte that ends no line: streams read a byte at a time
+                # are nothing but these, so they get the shortest path.
+                gathered.append(chunk)
+                gathered_size += 1
+            elif _LF in chunk or _CR in chunk:
                 if gathered:
                     # Join the line's fragments once: in the parser if the
                     # line began there, here otherwise.
@@ -695,15 +702,16 @@ def iter_events(
                         slice_size = len(chunk) * _EVENTS_PER_FEED // len(events)
                     yield from events
                 room = max_line_size - parser._tail_size
+                continue
             else:
                 gathered.append(chunk)
                 gathered_size += len(chunk)
-                if gathered_size > room:
-                    # Hand over what we hold so the parser enforces its limit.
-                    feed(b"".join(gathered))
-                    gathered = []
-                    gathered_size = 0
-                    room = max_line_size - parser._tail_size
+            if gathered_size > room:
+                # Hand over what we hold so the parser enforces its limit.
+                feed(b"".join(gathered))
+                gathered = []
+                gathered_size = 0
+                room = max_line_size - parser._tail_size
     except SSELimitError as exc:
         # Deliver what the failing chunk completed before the limit, then fail.
         undelivered, exc.events = exc.events, []

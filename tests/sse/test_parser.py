@@ -7,7 +7,7 @@ and asserts that all three agree before returning the events.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import pytest
 
@@ -482,6 +482,26 @@ def test_endless_line_raises_before_growing_past_the_limit() -> None:
             fed += 64
             parser.feed(b"x" * 64)
     assert fed <= 1000 + 64
+
+
+@pytest.mark.parametrize("chunk", [b"x", b"x" * 64])
+def test_endless_line_through_iter_events_raises_before_growing_past_the_limit(
+    chunk: bytes,
+) -> None:
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        yield b"data: a\n\n"
+        while sent < 100_000:  # "endless", but a parser that never stops fails fast
+            sent += len(chunk)
+            yield chunk
+
+    events = iter_events(endless(), max_line_size=1000)
+    assert next(events) == ev("a")
+    with pytest.raises(SSELimitError):
+        next(events)
+    assert sent <= 1000 + len(chunk)
 
 
 @pytest.mark.parametrize("feed", [_whole, _bytewise])
