@@ -130,6 +130,7 @@ def _matches_reference(data: bytes, cuts: List[int]) -> None:
     assert [tuple(e) for e in events] == expected_events
     assert parser.last_event_id == expected_id
     assert parser.retry == expected_retry
+    assert [tuple(e) for e in iter_events(split(data, cuts))] == expected_events
 
 
 test_matches_reference, test_matches_reference_large_budget = _both_budgets(
