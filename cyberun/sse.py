@@ -676,7 +676,7 @@ def iter_events(
     slice_size = 0  # when set, feed larger chunks in slices of about this size
     try:
         for chunk in chunks:
-            if chunk in _PLAIN_BYTES:
+            if len(chunk) == 1 and chunk in _PLAIN_BYTES:
                 # One byte that ends no line: streams read a byte at a time
                 # are nothing but these, so they get the shortest path.
                 gathered.append(chunk)
