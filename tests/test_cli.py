@@ -354,7 +354,12 @@ def test_ctrl_c_while_following(
     process.stdout.readline()  # "following task ..."
     process.stdout.readline()  # the first event: the stream is open
     process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=30)
+    try:
+        _out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave it following the task
+        _out, err = process.communicate()
+        pytest.fail(f"cyberun watch ignored Ctrl-C for 30 s; its stderr:\n{err}")
     assert process.returncode == 130
     if cancel:
         assert "was cancelled" in err
