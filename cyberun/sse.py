@@ -411,12 +411,13 @@ class SSEParser:
         self._interpret_decoded(f"event: {last}", False, events)
 
     def _interpret_text(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
-        r"""Interpret ``text`` (complete lines); ``continuing``: an event is open.
+        r"""Interpret ``text``: complete lines, more than ``_BATCH_SIZE`` characters.
 
-        Splitting at blank lines (``"\n\n"``) gives blocks that each end an
-        event; the part after the last blank line has not ended yet.
+        ``continuing``: an event begun earlier is still open. Splitting at
+        blank lines (``"\n\n"``) gives blocks that each end an event; the
+        part after the last blank line has not ended yet.
         """
-        if not continuing and len(text) > _BATCH_SIZE and text.startswith("data: "):
+        if not continuing and text.startswith("data: "):
             done = _data_only_end(text)
             if done:
                 last_id = self._id
