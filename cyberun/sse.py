@@ -389,19 +389,12 @@ class SSEParser:
         append = events.append
         for piece in pieces:
             value, data_field, data = piece.partition("\ndata: ")
-            if data_field and "\n" not in data and "\n" not in value:
-                append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
-                continue
             if data_field and "\n" not in value:
-                if data.count("\n") == data.count("\ndata: "):
-                    # Every further line is a data line too.
-                    data = data.replace("\ndata: ", "\n")
-                    append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
-                    continue
-                data, _, others = data.partition("\n\n")
-                if "\n" not in data and others[:1] == ":" and "\n" not in others:
-                    # A comment line (a keep-alive) in a block of its own after the event.
-                    append(_new_event(ServerSentEvent, (value or "message", data, last_id, None)))
+                joined = _more_data(data) if "\n" in data else data
+                if joined is not None:
+                    append(
+                        _new_event(ServerSentEvent, (value or "message", joined, last_id, None))
+                    )
                     continue
             if piece:
                 self._interpret_block(f"event: {piece}", events)
@@ -471,7 +464,8 @@ class SSEParser:
         """Interpret one complete line (``line`` ends with its only LF) per 9.2.6."""
         size = len(line)
         if size == 1:
-            self._dispatch(events)
+            self._interpret_lines([""], events)  # a blank line: dispatch
+            self._event_bytes = 0
             return
         self._event_bytes += size
         if self._event_bytes > self._max_event_size:
@@ -482,21 +476,6 @@ class SSEParser:
             self._event_type = _decode(line, 7, size - 1)
         else:
             self._interpret_lines([_decode(line, 0, size - 1)], events)
-
-    def _dispatch(self, events: List[ServerSentEvent]) -> None:
-        """9.2.6 "If the line is empty": dispatch the event, for a blank line on its own.
-
-        ``_interpret_lines`` does the same with the buffers in local variables.
-        """
-        self.last_event_id = self._id
-        if self._data:
-            data = "\n".join(self._data)
-            event = (self._event_type or "message", data, self._id, self._event_retry)
-            events.append(_new_event(ServerSentEvent, event))
-            self._data = []
-        self._event_type = ""
-        self._event_retry = None
-        self._event_bytes = 0
 
     def _interpret_block(self, block: str, events: List[ServerSentEvent]) -> None:
         lines = block.split("\n")
@@ -620,6 +599,21 @@ def _single_event(region: bytes, first_lf: int) -> Optional[Tuple[str, str]]:
         and region.find(_LF, first_lf + 1) == end
     ):
         return _decode(region, 7, first_lf) or "message", _decode(region, first_lf + 7, end)
+    return None
+
+
+def _more_data(rest: str) -> Optional[str]:
+    r"""The data of a named event's block, from its first data value on, or None.
+
+    ``rest`` holds a line end, which is fine in two common shapes: more data
+    lines (``a\ndata: b``), or a comment line in a block of its own after
+    the event (``a\n\n: keep-alive``). Any other shape gives None.
+    """
+    if rest.count("\n") == rest.count("\ndata: "):
+        return rest.replace("\ndata: ", "\n")
+    data, _, others = rest.partition("\n\n")
+    if "\n" not in data and others[:1] == ":" and "\n" not in others:
+        return data
     return None
 
 
