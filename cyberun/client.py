@@ -506,19 +506,14 @@ class Client:
 
     def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
         """Check parameters against the workflow's definitions (fetched once per client)."""
-        with self._lock:
-            definition = self._definitions.get(workflow)
-        if definition is None:
-            try:
-                definition = self.get_workflow(workflow)
-            except CyberunError as exc:
-                raise _with_message(
-                    exc,
-                    f"{exc} (while fetching the parameter definitions of {workflow!r} to check "
-                    "the parameters; pass validate=False to skip the check)",
-                ) from exc
-            with self._lock:
-                self._definitions[workflow] = definition
+        try:
+            definition = self._workflow_definition(workflow)
+        except CyberunError as exc:
+            raise _with_message(
+                exc,
+                f"{exc} (while fetching the parameter definitions of {workflow!r} to check "
+                "the parameters; pass validate=False to skip the check)",
+            ) from exc
         if not definition.parameters:
             return  # the workflow documents no parameters: nothing to check them against
         # A local file for a file parameter is checked as the file key it becomes.
@@ -527,6 +522,16 @@ class Client:
             for key, value in parameters.items()
         }
         raise_for_parameters(definition, checked)
+
+    def _workflow_definition(self, workflow: str) -> Workflow:
+        """The workflow as ``get_workflow`` returns it, fetched once per client."""
+        with self._lock:
+            definition = self._definitions.get(workflow)
+        if definition is None:
+            definition = self.get_workflow(workflow)
+            with self._lock:
+                self._definitions[workflow] = definition
+        return definition
 
     def upload_file(
         self,

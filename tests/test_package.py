@@ -28,9 +28,9 @@ def test_import_loads_no_http_or_display_library() -> None:
         assert name not in loaded, f"import cyberun imported {name}"
 
 
-def test_import_defers_everything_but_errors() -> None:
+def test_import_defers_everything_but_errors_and_logging_setup() -> None:
     loaded = {m for m in _modules_after("import cyberun") if m.startswith("cyberun")}
-    assert loaded == {"cyberun", "cyberun._version", "cyberun.errors"}
+    assert loaded == {"cyberun", "cyberun._logging", "cyberun._version", "cyberun.errors"}
 
 
 def test_all_matches_public_names() -> None:
