@@ -55,7 +55,7 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from ._convert import decode_event
-    from .client import Client, Completion, EventStream, RunOutcome, TaskHandle
+    from .client import Client, Completion, EventStream, FollowMode, RunOutcome, TaskHandle
     from .models import (
         CancelledEvent,
         CompletedEvent,
@@ -102,7 +102,8 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
 # Public name -> module that defines it; imported on first attribute access.
 _LAZY: Dict[str, str] = {
     **dict.fromkeys(
-        ["Client", "Completion", "EventStream", "RunOutcome", "TaskHandle"], "cyberun.client"
+        ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "TaskHandle"],
+        "cyberun.client",
     ),
     **dict.fromkeys(
         [
@@ -180,6 +181,7 @@ __all__ = [
     "ErrorEvent",
     "EventStream",
     "FailedEvent",
+    "FollowMode",
     "Headers",
     "InvalidSignature",
     "MockTransport",

@@ -11,6 +11,7 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 5     API or network error
 130   interrupted (Ctrl-C); the task keeps running unless
       ``--cancel-on-interrupt``
+141   the reader of the output went away (``cyberun tasks | head -1``)
 ====  ==========================================================
 """
 
@@ -47,10 +48,12 @@ EXIT_CANCELLED = 3
 EXIT_TIMEOUT = 4
 EXIT_ERROR = 5
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader left
 
 EPILOG = """\
 exit codes: 0 completed, 1 task failed, 2 usage/configuration error,
-3 cancelled, 4 wait timed out, 5 API/network error, 130 interrupted
+3 cancelled, 4 wait timed out, 5 API/network error, 130 interrupted,
+141 output pipe closed
 
 credentials: CYBERUN_API_KEY (sk-, dk- or a session JWT), CYBERUN_TEAM_ID
 (required with a JWT), CYBERUN_BASE_URL; or --api-key/--team-id/--base-url.
@@ -63,35 +66,79 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+#: The options every command accepts, before or after its name, and their defaults.
+#: argparse gives a subcommand's own defaults priority over the values parsed
+#: before it, so each is declared with a suppressed default on the root parser
+#: and on every subcommand, and the defaults are filled in once after parsing.
+GLOBAL_DEFAULTS: Dict[str, Any] = {
+    "api_key": None,
+    "team_id": None,
+    "base_url": None,
+    "transport": "auto",
+    "allow_insecure_http": False,
+    "json": False,
+    "debug": False,
+}
+
+
+def _global_options() -> _Parser:
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--api-key",
+        default=argparse.SUPPRESS,
+        help="API key (default: $CYBERUN_API_KEY); never echoed",
+    )
+    group.add_argument(
+        "--team-id",
+        default=argparse.SUPPRESS,
+        help="team UUID, needed with a JWT (default: $CYBERUN_TEAM_ID)",
+    )
+    group.add_argument(
+        "--base-url",
+        default=argparse.SUPPRESS,
+        help="API host (default: $CYBERUN_BASE_URL or https://core.cyberun.cloud)",
+    )
+    group.add_argument(
+        "--transport",
+        choices=["auto", "requests", "urllib3", "urllib"],
+        default=argparse.SUPPRESS,
+        help="HTTP library (default: auto: requests, else urllib3, else the standard library)",
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="allow a plain http:// base URL on a host that is not this machine "
+        "(the key travels in clear)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine-readable output: one JSON object per line",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="debug logging (credentials redacted) and tracebacks on stderr",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
-    common = _Parser(add_help=False)
-    common.add_argument("--api-key", help="API key (default: $CYBERUN_API_KEY); never echoed")
-    common.add_argument(
-        "--team-id", help="team UUID, needed with a JWT (default: $CYBERUN_TEAM_ID)"
-    )
-    common.add_argument(
-        "--base-url", help="API host (default: $CYBERUN_BASE_URL or https://core.cyberun.cloud)"
-    )
-    common.add_argument(
-        "--transport", choices=["auto", "requests", "urllib3", "urllib"], default="auto"
-    )
-    common.add_argument(
-        "--json", action="store_true", help="machine-readable output: one JSON object per line"
-    )
-    common.add_argument(
-        "--debug", action="store_true", help="debug logging and tracebacks on stderr"
-    )
-
+    common = _global_options()
     parser = _Parser(
         prog="cyberun",
         description="Run Cyberun Cloud workflows, follow tasks live, fetch their results.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"cyberun {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
 
     follow = _Parser(add_help=False)
     follow.add_argument(
@@ -157,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--wait", action="store_true", help="follow the task until it ends")
     run.add_argument(
-        "--validate", action="store_true", help="check parameters against the workflow first"
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="skip checking the parameters against the workflow's definitions "
+        "(checked by default, before anything is uploaded or started)",
     )
 
     watch = command(
@@ -209,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
+        parents=[common],
         help="run the whole job on the built-in local emulator (no account, no network)",
         description="Start the local emulator, run a sample workflow, show live progress, "
         "download the result, print where it is, stop the emulator.",
@@ -228,9 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--time-scale", type=float, default=1.0, help="emulated speed (0.1 = ten times faster)"
     )
-    demo.add_argument("--json", action="store_true", help="machine-readable output")
-    demo.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse a command line; global options may come before or after the command.
+
+    Returns:
+        The options, with every global option present (its default if not given)
+        and ``command`` None when no command was given.
+    """
+    args = build_parser().parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
 
 
 # --- output -------------------------------------------------------------------------------
@@ -310,7 +374,11 @@ def _client(args: argparse.Namespace) -> Any:
             "no API key: set the CYBERUN_API_KEY environment variable (or pass --api-key)"
         )
     return cyberun.Client(
-        key, team_id=args.team_id, base_url=args.base_url, transport=args.transport
+        key,
+        team_id=args.team_id,
+        base_url=args.base_url,
+        transport=args.transport,
+        allow_insecure_http=args.allow_insecure_http,
     )
 
 
@@ -508,10 +576,25 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         "text-to-image": {"prompt": "a lighthouse at dusk, oil painting"},
         "multi-output": {"prompt": "three foxes"},
     }
+    unused = [
+        flag
+        for flag, value in (
+            ("--api-key", args.api_key),
+            ("--team-id", args.team_id),
+            ("--base-url", args.base_url),
+        )
+        if value is not None
+    ]
+    if unused:
+        raise ConfigurationError(
+            f"demo runs on its own local emulator and does not use {', '.join(unused)}"
+        )
     out.text("Starting the local Cyberun emulator (no account, no network)...")
     with CyberunEmulator(time_scale=args.time_scale) as server:
         out.text(f"  emulator at {server.base_url}, storage at {server.storage_url}")
-        with cyberun.Client(server.api_key, base_url=server.base_url) as client:
+        with cyberun.Client(
+            server.api_key, base_url=server.base_url, transport=args.transport
+        ) as client:
             parameters = dict(inputs.get(args.workflow, {}))
             if args.workflow == "gaussian-splat":
                 with tempfile.TemporaryDirectory() as scratch:
@@ -564,17 +647,57 @@ def exit_code_for(error: BaseException) -> int:
     return EXIT_ERROR
 
 
+#: Optional dependency (the module that failed to import) -> the extra that installs it.
+EXTRAS: Dict[str, str] = {"requests": "requests", "urllib3": "urllib3", "tqdm": "cli"}
+
+
+def _missing_dependency(error: ImportError) -> Optional[str]:
+    """One line naming the extra to install, for an optional dependency; else None."""
+    module = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return f"the optional {module!r} package is not installed: pip install 'cyberun[{extra}]'"
+
+
 def main(
     argv: Optional[Sequence[str]] = None,
     *,
     stdout: Optional[IO[str]] = None,
     stderr: Optional[IO[str]] = None,
 ) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+        stdout: where output goes (default ``sys.stdout``).
+        stderr: where errors go (default ``sys.stderr``).
+
+    Returns:
+        The exit status (see the module docstring).
+    """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        return _main(argv, stdout, stderr)
+    except BrokenPipeError:
+        # The reader went away (`cyberun tasks --json | head -1`): end quietly,
+        # as a command killed by SIGPIPE would. Point stdout at /dev/null so the
+        # interpreter's final flush does not report the same broken pipe.
+        if stdout is sys.stdout:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):  # pragma: no cover - no file descriptor
+                pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> int:
+    args = parse_args(argv)
+    if args.command is None:  # plain `cyberun`: say what it can do
+        build_parser().print_help(stdout)
+        return EXIT_OK
     out = Output(args.json, stdout, stderr)
     if args.debug:
         logging.basicConfig(
@@ -587,6 +710,8 @@ def main(
     except KeyboardInterrupt:
         out.error("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
     except CyberunError as exc:
         if args.debug:
             traceback.print_exc(file=stderr)
@@ -602,6 +727,14 @@ def main(
             )
         out.error(str(exc))
         return code
+    except ImportError as exc:
+        line = _missing_dependency(exc)
+        if line is None:
+            raise
+        if args.debug:
+            traceback.print_exc(file=stderr)
+        out.error(line)
+        return EXIT_USAGE
     except ValueError as exc:  # an invalid id and the like
         out.error(str(exc))
         return EXIT_USAGE

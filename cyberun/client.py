@@ -7,6 +7,7 @@ its own [`Control`][cyberun.strategies.Control].
 
 from __future__ import annotations
 
+import copy as copy_module
 import io
 import ipaddress
 import logging
@@ -23,10 +24,12 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Literal,
     Mapping,
     Optional,
     Set,
     Tuple,
+    Type,
     Union,
 )
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +41,7 @@ from ._redact import redact_url
 from .api import Credentials, Endpoints
 from .errors import (
     ConfigurationError,
+    CyberunError,
     DecodeError,
     TaskCancelled,
     TaskFailed,
@@ -47,10 +51,14 @@ from .errors import (
 from .models import (
     CancelledEvent,
     CompletedEvent,
+    DispatchTarget,
     FailedEvent,
+    OpenEnum,
+    TargetPool,
     Task,
     TaskEvent,
     TaskResult,
+    ToolType,
     Webhook,
     Workflow,
 )
@@ -69,12 +77,25 @@ from .strategies.results import ProgressCallback
 from .transports import DEFAULT, Timeout, Transport, default_transport, transport_by_name
 from .transports._base import _Default
 
-__all__ = ["Client", "Completion", "EventStream", "RunOutcome", "TaskHandle"]
+__all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "TaskHandle"]
 
 logger = logging.getLogger("cyberun")
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud"
-MODES = ("auto", "stream", "poll")
+
+FollowMode = Literal["auto", "stream", "poll"]
+FollowMode.__doc__ = """How to follow a task.
+
+``"auto"`` streams the task's events and falls back to polling when streaming
+is not possible; ``"stream"`` streams (and still falls back after repeated
+failures rather than fail); ``"poll"`` polls ``GET /tasks/{id}``.
+"""
+MODES: Tuple[FollowMode, ...] = ("auto", "stream", "poll")
+
+# The documented values of the run request's closed choices (DESIGN: API.md).
+DispatchTargetName = Literal["agent", "comfy_cloud"]
+TargetPoolName = Literal["team", "community"]
+ToolTypeName = Literal["comfyui", "nerfstudio"]
 
 #: on_upload_progress(parameter_key, bytes_sent, bytes_total)
 UploadProgress = Callable[[str, int, int], None]
@@ -226,7 +247,7 @@ class TaskHandle:
         *,
         timeout: Optional[float] = None,
         on_event: Optional[Callable[[TaskEvent], None]] = None,
-        mode: str = "auto",
+        mode: FollowMode = "auto",
         cancel_on_timeout: bool = False,
         stop: Optional[threading.Event] = None,
     ) -> TaskResult:
@@ -243,7 +264,7 @@ class TaskHandle:
     def events(
         self,
         *,
-        mode: str = "auto",
+        mode: FollowMode = "auto",
         timeout: Optional[float] = None,
         stop: Optional[threading.Event] = None,
     ) -> EventStream:
@@ -263,7 +284,7 @@ class TaskHandle:
 
     def download(
         self,
-        dest_dir: Union[str, os.PathLike],  # type: ignore[type-arg]
+        dest_dir: Union[str, os.PathLike[str]],
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
@@ -377,6 +398,9 @@ class Client:
         )
         self._controls: Set[Control] = set()
         self._lock = threading.Lock()
+        # Parameter definitions fetched for validation, by the workflow string
+        # given to run (one GET per workflow per client).
+        self._definitions: Dict[str, Workflow] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -409,13 +433,13 @@ class Client:
         workflow: str,
         parameters: Optional[Mapping[str, Any]] = None,
         *,
-        dispatch_target: Optional[str] = None,
-        target_pool: Optional[str] = None,
+        dispatch_target: Union[DispatchTargetName, DispatchTarget, None] = None,
+        target_pool: Union[TargetPoolName, TargetPool, None] = None,
         submitter_region: Optional[str] = None,
-        tool_type: Optional[str] = None,
-        validate: bool = False,
+        tool_type: Union[ToolTypeName, ToolType, None] = None,
+        validate: bool = True,
         on_upload_progress: Optional[UploadProgress] = None,
-        **options: Any,
+        extra_body: Optional[Mapping[str, Any]] = None,
     ) -> TaskHandle:
         """Start a workflow and return a handle to the new task.
 
@@ -430,21 +454,43 @@ class Client:
             submitter_region: for example ``"us-east"``.
             tool_type: ``"comfyui"`` or ``"nerfstudio"``.
             validate: check the parameters against the workflow's definitions
-                first (one more request) and raise [`ParameterError`][cyberun.ParameterError]
-                listing every problem, before anything is uploaded or started.
+                before anything is uploaded or started, and raise
+                [`ParameterError`][cyberun.ParameterError] listing every
+                problem. The definitions are fetched once per client and
+                workflow (one GET), then reused. ``False`` skips the check.
             on_upload_progress: called as ``(key, bytes_sent, total)`` while
                 file parameters upload.
-            options: further fields for the run request's body, for options
-                newer than this SDK.
+            extra_body: further fields for the run request's body, for
+                options newer than this SDK; they are sent as given and win
+                over the fields above.
+
+        Returns:
+            A handle to the new task.
 
         Raises:
-            ParameterError: ``validate=True`` found problems.
+            ParameterError: ``validate`` found problems.
+            ValueError: a choice (``dispatch_target``, ``target_pool``,
+                ``tool_type``) that this SDK does not know.
             SubmissionUncertain: the request may have reached the server but
                 its answer was lost; the task may exist. Never retried.
         """
         params: Dict[str, Any] = dict(parameters or {})
+        body: Dict[str, Any] = {"parameters": params}
+        for name, value, known in (
+            ("dispatch_target", dispatch_target, DispatchTarget),
+            ("target_pool", target_pool, TargetPool),
+            ("submitter_region", submitter_region, None),
+            ("tool_type", tool_type, ToolType),
+        ):
+            if value is None:
+                continue
+            if known is not None:
+                _check_choice(name, value, known)
+            body[name] = str(value)
+        if extra_body:
+            body.update(extra_body)
         if validate:
-            raise_for_parameters(self.get_workflow(workflow), params)
+            self._validate(workflow, params)
         for key, value in list(params.items()):
             if _is_file(value):
                 params[key] = self.upload_file(
@@ -455,19 +501,33 @@ class Client:
                         else lambda sent, total, key=key: on_upload_progress(key, sent, total)  # type: ignore[misc]
                     ),
                 )
-        body: Dict[str, Any] = {"parameters": params}
-        for name, value in (
-            ("dispatch_target", dispatch_target),
-            ("target_pool", target_pool),
-            ("submitter_region", submitter_region),
-            ("tool_type", tool_type),
-        ):
-            if value is not None:
-                body[name] = value
-        body.update(options)
         task_id = self._api.run_workflow(workflow, body)
         logger.info("started task %s (%s)", task_id, workflow)
         return TaskHandle(self, task_id)
+
+    def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
+        """Check parameters against the workflow's definitions (fetched once per client)."""
+        with self._lock:
+            definition = self._definitions.get(workflow)
+        if definition is None:
+            try:
+                definition = self.get_workflow(workflow)
+            except CyberunError as exc:
+                raise _with_message(
+                    exc,
+                    f"{exc} (while fetching the parameter definitions of {workflow!r} to check "
+                    "the parameters; pass validate=False to skip the check)",
+                ) from exc
+            with self._lock:
+                self._definitions[workflow] = definition
+        if not definition.parameters:
+            return  # the workflow documents no parameters: nothing to check them against
+        # A local file for a file parameter is checked as the file key it becomes.
+        checked = {
+            key: (_file_name(value) if _is_file(value) else value)
+            for key, value in parameters.items()
+        }
+        raise_for_parameters(definition, checked)
 
     def upload_file(
         self,
@@ -538,7 +598,7 @@ class Client:
         self,
         task_id: str,
         *,
-        mode: str = "auto",
+        mode: FollowMode = "auto",
         timeout: Optional[float] = None,
         stop: Optional[threading.Event] = None,
     ) -> EventStream:
@@ -575,7 +635,7 @@ class Client:
         *,
         timeout: Optional[float] = None,
         on_event: Optional[Callable[[TaskEvent], None]] = None,
-        mode: str = "auto",
+        mode: FollowMode = "auto",
         cancel_on_timeout: bool = False,
         stop: Optional[threading.Event] = None,
     ) -> TaskResult:
@@ -690,7 +750,7 @@ class Client:
     def download(
         self,
         task_or_result: Union[str, TaskHandle, TaskResult],
-        dest_dir: Union[str, os.PathLike],  # type: ignore[type-arg]
+        dest_dir: Union[str, os.PathLike[str]],
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
@@ -753,22 +813,72 @@ class Client:
         workflow: str,
         parameters: Optional[Mapping[str, Any]] = None,
         *,
-        download_to: Union[str, os.PathLike, None] = None,  # type: ignore[type-arg]
-        on_event: Optional[Callable[[TaskEvent], None]] = None,
+        dispatch_target: Union[DispatchTargetName, DispatchTarget, None] = None,
+        target_pool: Union[TargetPoolName, TargetPool, None] = None,
+        submitter_region: Optional[str] = None,
+        tool_type: Union[ToolTypeName, ToolType, None] = None,
+        validate: bool = True,
+        on_upload_progress: Optional[UploadProgress] = None,
+        extra_body: Optional[Mapping[str, Any]] = None,
         timeout: Optional[float] = None,
+        on_event: Optional[Callable[[TaskEvent], None]] = None,
+        mode: FollowMode = "auto",
         cancel_on_timeout: bool = False,
-        mode: str = "auto",
+        stop: Optional[threading.Event] = None,
+        download_to: Union[str, os.PathLike[str], None] = None,
         overwrite: bool = False,
-        **run_options: Any,
     ) -> RunOutcome:
         """Run a workflow, follow it to the end, and optionally download its files.
 
-        The one call for scripts. Raises as [`run`][cyberun.Client.run] and
-        [`wait`][cyberun.Client.wait] do.
+        The one call for scripts. Every keyword of [`run`][cyberun.Client.run]
+        and of [`wait`][cyberun.Client.wait] is accepted here with the same
+        meaning; anything else is a ``TypeError``.
+
+        Args:
+            workflow: as for [`run`][cyberun.Client.run].
+            parameters: as for [`run`][cyberun.Client.run].
+            dispatch_target: as for [`run`][cyberun.Client.run].
+            target_pool: as for [`run`][cyberun.Client.run].
+            submitter_region: as for [`run`][cyberun.Client.run].
+            tool_type: as for [`run`][cyberun.Client.run].
+            validate: as for [`run`][cyberun.Client.run] (on by default).
+            on_upload_progress: as for [`run`][cyberun.Client.run].
+            extra_body: as for [`run`][cyberun.Client.run].
+            timeout: as for [`wait`][cyberun.Client.wait].
+            on_event: as for [`wait`][cyberun.Client.wait].
+            mode: as for [`wait`][cyberun.Client.wait].
+            cancel_on_timeout: as for [`wait`][cyberun.Client.wait].
+            stop: as for [`wait`][cyberun.Client.wait].
+            download_to: a folder to download the result's files into.
+            overwrite: replace existing files there.
+
+        Returns:
+            The task, its result and the files downloaded.
+
+        Raises:
+            ParameterError: as [`run`][cyberun.Client.run] raises it.
+            TaskFailed: as [`wait`][cyberun.Client.wait] raises it (and
+                ``TaskCancelled``, ``WaitTimeout``, ``WaitStopped``).
+            DownloadError: a file could not be fetched or written.
         """
-        task = self.run(workflow, parameters, **run_options)
+        _check_mode(mode)
+        task = self.run(
+            workflow,
+            parameters,
+            dispatch_target=dispatch_target,
+            target_pool=target_pool,
+            submitter_region=submitter_region,
+            tool_type=tool_type,
+            validate=validate,
+            on_upload_progress=on_upload_progress,
+            extra_body=extra_body,
+        )
         result = task.wait(
-            timeout=timeout, on_event=on_event, mode=mode, cancel_on_timeout=cancel_on_timeout
+            timeout=timeout,
+            on_event=on_event,
+            mode=mode,
+            cancel_on_timeout=cancel_on_timeout,
+            stop=stop,
         )
         files = (
             [] if download_to is None else self.download(result, download_to, overwrite=overwrite)
@@ -781,7 +891,7 @@ class Client:
         *,
         max_streams: int = 8,
         timeout: Optional[float] = None,
-        mode: str = "auto",
+        mode: FollowMode = "auto",
     ) -> Iterator[Completion]:
         """Follow many tasks at once; yield a [`Completion`][cyberun.Completion] as each ends.
 
@@ -853,7 +963,34 @@ class Client:
         return self._api.rotate_webhook_secret(webhook_id)
 
 
-def _check_mode(mode: str) -> None:
+def _check_choice(name: str, value: str, known: Type[OpenEnum]) -> None:
+    """Refuse a plain string that is not a documented value of ``known``.
+
+    An instance of the open enumeration itself (``DispatchTarget("new")``)
+    is the explicit way to send a value newer than this SDK.
+    """
+    if isinstance(value, known) or value in known._values:
+        return
+    allowed = " or ".join(repr(v) for v in known._values)
+    raise ValueError(
+        f"{name} must be {allowed}, not {value!r} (for a value newer than this SDK, pass "
+        f"{known.__name__}({value!r}) or extra_body={{{name!r}: ...}})"
+    )
+
+
+def _with_message(error: CyberunError, message: str) -> CyberunError:
+    """A copy of ``error`` (same class and attributes) with another message."""
+    copy = copy_module.copy(error)
+    copy.args = (message,)
+    return copy
+
+
+def _file_name(value: Any) -> str:
+    name = value if isinstance(value, os.PathLike) else getattr(value, "name", "")
+    return os.path.basename(os.fspath(name)) if name else "upload.bin"
+
+
+def _check_mode(mode: object) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 

@@ -160,8 +160,14 @@ def test_timeouts_and_retries_accept_shorthands() -> None:
     assert cyberun.Client("sk-x", retry=False, transport=recording_transport()).retry.attempts == 1
 
 
-def test_run_passes_options_and_unknown_options_through() -> None:
+def test_run_passes_options_and_extra_body_through() -> None:
     def handler(request: Request) -> Response:
+        if request.method == "GET":  # the parameter definitions, fetched to validate
+            return Response(
+                200,
+                content=b'{"id": "w", "workflow_slug": "text-to-image", "version": 2,'
+                b' "parameters": [{"key": "prompt", "type": "string", "required": true}]}',
+            )
         return Response(202, content=b'{"task_id": "t1"}')
 
     transport = MockTransport(handler)
@@ -173,12 +179,13 @@ def test_run_passes_options_and_unknown_options_through() -> None:
         target_pool="community",
         submitter_region="us-east",
         tool_type="comfyui",
-        priority="high",
+        extra_body={"priority": "high"},
     )
     assert task.id == "t1" and task == client.task("t1") and repr(task) == "<TaskHandle t1>"
     import json
 
-    assert json.loads(transport.requests[0].body) == {  # type: ignore[arg-type]
+    assert [r.method for r in transport.requests] == ["GET", "POST"]
+    assert json.loads(transport.requests[1].body) == {  # type: ignore[arg-type]
         "parameters": {"prompt": "x"},
         "dispatch_target": "comfy_cloud",
         "target_pool": "community",
