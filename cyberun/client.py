@@ -36,8 +36,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from ._parameters import raise_for_parameters
 from ._redact import redact_url
-from .api import Credentials, Endpoints, raise_for_parameters
+from .api import Credentials, Endpoints
 from .errors import (
     ConfigurationError,
     CyberunError,

@@ -100,12 +100,19 @@ class ServerSentEvent(NamedTuple):
         retry: the reconnection time in milliseconds set by this event's own
             ``retry:`` field, or ``None`` when it had none. The latest value
             seen on the stream is the parser's ``retry`` attribute.
+        own_id: the value of this event's own ``id:`` line: ``None`` when the
+            event had none (its ``id`` was inherited from an earlier event),
+            ``""`` when an empty ``id:`` line reset the last event id.
+            An ``id:`` value containing NUL is ignored, as the standard
+            says, so it counts as no ``id:`` line. When an event has several
+            ``id:`` lines, the last one that counted.
     """
 
     event: str = "message"
     data: str = ""
     id: str = ""
     retry: Optional[int] = None
+    own_id: Optional[str] = None
 
 
 # Building the tuple directly skips the Python-level __new__ that NamedTuple
@@ -141,6 +148,7 @@ class SSEParser:
         "_id",
         "_max_event_size",
         "_max_line_size",
+        "_own_id",
         "_pending_cr",
         "_slow",
         "_split_size",
@@ -177,6 +185,7 @@ class SSEParser:
         self._event_type = ""
         self._id = ""
         self._event_retry: Optional[int] = None
+        self._own_id: Optional[str] = None  # the event in progress's own id line
         self._event_bytes = 0  # bytes of the event in progress, for the event limit
         self.last_event_id = ""
         self.retry: Optional[int] = None
@@ -195,7 +204,9 @@ class SSEParser:
             SSELimitError: a line or event exceeded the configured limit. The
                 events this chunk completed before that point are in the
                 error's ``events``; the parser is closed afterwards.
-            StreamError: [`close`][cyberun.sse.SSEParser.close] was already called.
+            StreamError: [`close`][cyberun.sse.SSEParser.close] was already
+                called (an empty chunk is accepted in every state, and
+                returns ``[]``).
         """
         if (
             not (self._slow or self._tail or self._event_bytes)
@@ -207,7 +218,7 @@ class SSEParser:
             event = _single_event(data, data.find(_LF))
             if event is not None and len(data) <= self._split_size:
                 self.last_event_id = self._id
-                return [_new_event(ServerSentEvent, (*event, self._id, None))]
+                return [_new_event(ServerSentEvent, (*event, self._id, None, None))]
         if self._slow:
             data = self._settle(data)
             if not data:
@@ -220,7 +231,8 @@ class SSEParser:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = data.rfind(b"\n") + 1
         if not end:
-            self._append_tail(data, [])
+            if data:
+                self._append_tail(data, [])
             return []
         size = len(data)
         if self._tail:
@@ -254,11 +266,14 @@ class SSEParser:
         self._tail = []
         self._tail_size = 0
         self._data = []
+        self._own_id = None
         self._event_bytes = 0
         return []
 
     def _settle(self, data: bytes) -> bytes:
         """Deal with the rare states before ``data`` is framed; returns what is left."""
+        if not data:
+            return data  # an empty chunk changes nothing, in any state
         if self._closed:
             raise StreamError("SSEParser.feed() was called after close(); create a new parser")
         if self._head is not None:
@@ -338,12 +353,17 @@ class SSEParser:
         if self._event_bytes:
             self._check_spanning_event(region, events)
         # Whether an event begun in an earlier region is still open.
-        continuing = bool(self._data or self._event_type or self._event_retry is not None)
+        continuing = bool(
+            self._data
+            or self._event_type
+            or self._event_retry is not None
+            or self._own_id is not None
+        )
         if not continuing:
             # One whole event, begun in an earlier chunk.
             event = _single_event(region, first_lf)
             if event is not None:
-                events.append(_new_event(ServerSentEvent, (*event, self._id, None)))
+                events.append(_new_event(ServerSentEvent, (*event, self._id, None, None)))
                 self.last_event_id = self._id
                 self._event_bytes = 0
                 return
@@ -393,7 +413,9 @@ class SSEParser:
                 joined = _more_data(data) if "\n" in data else data
                 if joined is not None:
                     append(
-                        _new_event(ServerSentEvent, (value or "message", joined, last_id, None))
+                        _new_event(
+                            ServerSentEvent, (value or "message", joined, last_id, None, None)
+                        )
                     )
                     continue
             if piece:
@@ -423,6 +445,7 @@ class SSEParser:
                         text[6 : done - 2].split("\n\ndata: "),
                         repeat(last_id),
                         repeat(None),
+                        repeat(None),
                     ),
                 )
                 text = text[done:]
@@ -443,13 +466,15 @@ class SSEParser:
                 head, newline, line = block.partition("\n")
                 if not newline:
                     if head.startswith("data: "):
-                        append(_new_event(ServerSentEvent, ("message", head[6:], last_id, None)))
+                        append(
+                            _new_event(ServerSentEvent, ("message", head[6:], last_id, None, None))
+                        )
                         continue
                     if not head or head[0] == ":":
                         continue  # a blank line or a comment: nothing to dispatch
                 elif head.startswith("event: ") and line.startswith("data: ") and "\n" not in line:
                     value = head[7:] or "message"
-                    append(_new_event(ServerSentEvent, (value, line[6:], last_id, None)))
+                    append(_new_event(ServerSentEvent, (value, line[6:], last_id, None, None)))
                     continue
                 self._interpret_block(block, events)
                 last_id = self._id
@@ -488,6 +513,7 @@ class SSEParser:
         last_id = self._id
         boundary_id = self.last_event_id
         event_retry = self._event_retry
+        own_id = self._own_id
         for line in lines:
             if line.startswith("data: "):
                 # The common cases first: "data" and "event" with their one
@@ -503,12 +529,19 @@ class SSEParser:
                     events.append(
                         _new_event(
                             ServerSentEvent,
-                            (event_type or "message", "\n".join(data), last_id, event_retry),
+                            (
+                                event_type or "message",
+                                "\n".join(data),
+                                last_id,
+                                event_retry,
+                                own_id,
+                            ),
                         )
                     )
                     data = []
                 event_type = ""
                 event_retry = None
+                own_id = None
             elif line[0] == ":":
                 # 9.2.6 "If the line starts with a U+003A COLON": a comment.
                 continue
@@ -533,7 +566,7 @@ class SSEParser:
                     event_type = value
                 elif name == "id":
                     if "\x00" not in value:
-                        last_id = value
+                        last_id = own_id = value
                 elif name == "retry":
                     if (
                         value.isdigit()
@@ -549,6 +582,7 @@ class SSEParser:
         self._id = last_id
         self.last_event_id = boundary_id
         self._event_retry = event_retry
+        self._own_id = own_id
 
     def _check_spanning_event(self, region: bytes, events: List[ServerSentEvent]) -> None:
         # An event begun in an earlier region may end in this one: count its

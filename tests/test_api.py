@@ -439,9 +439,9 @@ def test_malformed_json_answer_is_a_decode_error() -> None:
 
 
 def test_oversized_json_answer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cyberun.api
+    import cyberun._pipeline
 
-    monkeypatch.setattr(cyberun.api, "MAX_JSON_BODY", 100)
+    monkeypatch.setattr(cyberun._pipeline, "MAX_JSON_BODY", 100)
     router = Router().on(
         "GET", f"/api/v1/r/tasks/{TASK}", Response(200, stream=iter([b"{" + b" " * 1000]))
     )

@@ -66,18 +66,27 @@ class ApiHandler(Handler):
     def apply_request_faults(self, route: str, task_id: Optional[str]) -> bool:
         """Faults that happen before any answer; False when the request was answered."""
         kinds = ("latency", "status") if route == "events" else ("latency", "status", "reset")
-        for fault in self.emulator.faults.take(kinds, route, task_id):
+        before = self.emulator.faults.take(
+            kinds, route, task_id, where=lambda fault: not fault.get("after_accept")
+        )
+        return self.apply_answer_faults(before)
+
+    def apply_answer_faults(self, faults: List[Fault]) -> bool:
+        """Apply latency, reset and status faults; False when the request was answered."""
+        for fault in faults:
             if fault.kind == "latency":
                 time.sleep(float(fault.get("seconds", 0.5)))
             elif fault.kind == "reset":
-                self.read_body()
+                if not fault.get("after_accept"):
+                    self.read_body()
                 self.reset_connection()
             elif fault.kind == "status":
                 status = int(fault.get("status", 503))
                 headers = {}
                 if fault.get("retry_after") is not None:
                     headers["Retry-After"] = str(fault.get("retry_after"))
-                self.read_body()
+                if not fault.get("after_accept"):
+                    self.read_body()
                 body = fault.get("body")
                 if body is not None:
                     self.send_bytes(
@@ -211,7 +220,14 @@ def _run(self: ApiHandler, workflow: Any, body: Any) -> None:
     task = self.emulator._create_task(
         workflow, body.get("parameters", {}), self.principal["source"], options
     )
-    self.send_json(202, {"task_id": task.id})
+    self.record.task_id = task.id
+    # The task exists now; an `after_accept` fault cuts (or replaces) the
+    # answer that would have told the client so: the double-billing case.
+    after = self.emulator.faults.take(
+        ("reset", "status"), "run", task.id, where=lambda fault: bool(fault.get("after_accept"))
+    )
+    if self.apply_answer_faults(after):
+        self.send_json(202, {"task_id": task.id})
 
 
 @_route("GET", r"/api/v1/r/workflows", "workflows")
@@ -426,8 +442,9 @@ def _start(self: ApiHandler, record: TaskRecord) -> Tuple[List[int], int]:
     """What a new stream sends first, and where it continues live.
 
     With ``Last-Event-ID`` (when ids are on): nothing up front, then every
-    event after that id. Otherwise: the current status, then the latest
-    progress so far if the task is running, then live events.
+    event after that id. Otherwise, as the documentation describes a fresh
+    stream: one ``status`` event for the task's current state, then live
+    events (a finished task gets its terminal event and the stream ends).
     """
     last_id = self.headers.get("Last-Event-ID")
     if self.emulator.sse_ids and last_id is not None and last_id.strip().isdigit():
@@ -441,8 +458,7 @@ def _start(self: ApiHandler, record: TaskRecord) -> Tuple[List[int], int]:
     if happened[-1].event in TERMINAL:
         return [last], last + 1
     status_index = max(i for i, e in enumerate(happened) if e.event == "status")
-    first = [status_index] if status_index == last else [status_index, last]
-    return first, last + 1
+    return [status_index], last + 1
 
 
 def _wait_for(self: ApiHandler, record: TaskRecord, entry: Entry, last_write: float) -> str:

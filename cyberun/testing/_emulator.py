@@ -66,12 +66,16 @@ class CyberunEmulator:
         storage_port: the storage listener's port; 0 picks a free one.
         clock: a [`ManualClock`][cyberun.testing.ManualClock] to drive time by
             hand with [`advance`][cyberun.testing.CyberunEmulator.advance].
-        sse_ids: send ``id:`` lines (event indexes), honouring ``Last-Event-ID``.
-        sse_retry: send a ``retry:`` line (milliseconds) at the start of streams.
+        sse_ids: send ``id:`` lines (event indexes) and replay what follows
+            the ``Last-Event-ID`` a reconnect sends. Off by default: the API
+            documentation promises neither.
+        sse_retry: send a ``retry:`` line (milliseconds) at the start of streams
+            (the documentation promises none; None sends none).
         sse_framing: ``"chunked"`` (default) or ``"close"`` (close-delimited).
-        sse_history: where a new stream (without ``Last-Event-ID``) starts:
-            ``"current"`` (the current status, the latest progress, then live
-            events) or ``"full"`` (every event since the task began).
+        sse_history: where a new stream (without a replayable ``Last-Event-ID``)
+            starts: ``"status"`` (default: one ``status`` event for the task's
+            current state, then live events; a finished task gets its terminal
+            event) or ``"full"`` (every event since the task began).
         keepalive_interval: send ``: keep-alive`` comments after this many
             real seconds of silence on a stream; None sends none.
         max_upload_size: the ``files/presign`` size limit in bytes (500 MB).
@@ -101,18 +105,18 @@ class CyberunEmulator:
         storage_host: str = "127.0.0.2",
         storage_port: int = 0,
         clock: Optional[Clock] = None,
-        sse_ids: bool = True,
+        sse_ids: bool = False,
         sse_retry: Optional[int] = None,
         sse_framing: str = "chunked",
-        sse_history: str = "current",
+        sse_history: str = "status",
         keepalive_interval: Optional[float] = None,
         max_upload_size: int = 500 * 1024 * 1024,
         api_key: Optional[str] = None,
     ) -> None:
         if sse_framing not in ("chunked", "close"):
             raise ValueError("sse_framing must be 'chunked' or 'close'")
-        if sse_history not in ("current", "full"):
-            raise ValueError("sse_history must be 'current' or 'full'")
+        if sse_history not in ("status", "full"):
+            raise ValueError("sse_history must be 'status' or 'full'")
         self.sse_history = sse_history
         self.clock: Clock = clock or ScaledClock(time_scale)
         self.url_ttl = url_ttl

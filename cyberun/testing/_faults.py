@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 __all__ = ["FAULTS", "ROUTES", "Fault", "FaultBook"]
 
 #: Every fault the emulator can inject, with the routes it applies to and its parameters.
 FAULTS: Dict[str, str] = {
-    "status": "any route: answer an HTTP error instead. status=503, retry_after=None, body=None",
+    "status": "any route: answer an HTTP error instead. status=503, retry_after=None, "
+    "body=None; after_accept=True (run only) creates the task first",
     "reset": "any route: reset the connection (TCP RST). after_bytes=None resets mid-body "
-    "(events and storage), otherwise before answering",
+    "(events and storage), otherwise before answering; after_accept=True (run only) creates "
+    "the task first",
     "latency": "any route: wait before answering. seconds=0.5 (real)",
     "drop": "events: close the stream abruptly. after_bytes=N or after_events=N",
     "stall": "events: send nothing for a while. seconds=5.0 (real), after_events=0",
@@ -80,19 +82,31 @@ class FaultBook:
             raise ValueError(f"unknown fault {fault.kind!r}; known: {', '.join(FAULTS)}")
         if fault.route is not None and fault.route not in ROUTES:
             raise ValueError(f"unknown route {fault.route!r}; known: {', '.join(ROUTES)}")
+        if fault.get("after_accept") and (
+            fault.kind not in ("reset", "status") or fault.route != "run"
+        ):
+            raise ValueError(
+                'after_accept=True needs inject("reset" or "status", route="run", ...)'
+            )
         if fault.times is not None and fault.times < 1:
             raise ValueError("times must be at least 1 (or None for unlimited)")
         with self._lock:
             self._faults.append(fault)
         return fault
 
-    def take(self, kinds: Iterable[str], route: str, task_id: Optional[str]) -> List[Fault]:
+    def take(
+        self,
+        kinds: Iterable[str],
+        route: str,
+        task_id: Optional[str],
+        where: Callable[[Fault], bool] = lambda fault: True,
+    ) -> List[Fault]:
         """Consume one use of every active fault of ``kinds`` that targets this request."""
         wanted = set(kinds)
         taken = []
         with self._lock:
             for fault in list(self._faults):
-                if fault.kind in wanted and fault.applies(route, task_id):
+                if fault.kind in wanted and fault.applies(route, task_id) and where(fault):
                     fault.used += 1
                     taken.append(fault)
                     if fault.times is not None and fault.used >= fault.times:

@@ -12,7 +12,7 @@ from cyberun.testing import CyberunEmulator
 
 @pytest.fixture
 def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(time_scale=0.02) as emulator:
+    with CyberunEmulator(time_scale=0.02, sse_ids=True) as emulator:  # ids until issue 17
         yield emulator
 
 

@@ -82,7 +82,11 @@ def test_existing_files_are_not_overwritten_unless_asked(
 
 
 def test_an_expired_url_is_refreshed_once() -> None:
-    with CyberunEmulator(clock=ManualClock(), url_ttl=60) as server:
+    with CyberunEmulator(
+        clock=ManualClock(),
+        url_ttl=60,
+        sse_ids=True,  # ids until issue 17
+    ) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url)
         task = client.run("text-to-image", {"prompt": "x", "steps": 2})
         server.advance(10)

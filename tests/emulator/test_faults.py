@@ -40,7 +40,7 @@ def event_types(data: bytes) -> List[str]:
 
 
 def test_a_full_stream_is_chunked_event_stream_with_ids_and_closes() -> None:
-    with CyberunEmulator(time_scale=0.05) as server:
+    with CyberunEmulator(time_scale=0.05, sse_ids=True) as server:
         api = Emu(server)
         task_id = api.run()
         status, headers, chunks = stream(
@@ -59,7 +59,12 @@ def test_a_full_stream_is_chunked_event_stream_with_ids_and_closes() -> None:
     assert steps == sorted(steps) and steps[-1] == 20
 
 
-def test_last_event_id_resumes_after_that_event(server: CyberunEmulator) -> None:
+def test_last_event_id_resumes_after_that_event() -> None:
+    with CyberunEmulator(time_scale=0.05, sse_ids=True) as server:
+        _resumes_after_the_last_event_id(server)
+
+
+def _resumes_after_the_last_event_id(server: CyberunEmulator) -> None:
     api = Emu(server)
     task_id = api.run()
     whole = api.events(task_id)

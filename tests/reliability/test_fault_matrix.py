@@ -98,7 +98,11 @@ def test_every_emulator_fault_is_in_the_matrix() -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(clock=ManualClock(), sse_history="full") as emulator:
+    with CyberunEmulator(
+        clock=ManualClock(),
+        sse_history="full",
+        sse_ids=True,  # ids until issue 17
+    ) as emulator:
         yield emulator
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-Event = Tuple[str, str, str, Optional[int]]  # (type, data, id, retry)
+# (type, data, id, retry, own_id): own_id is the value of the event's own
+# id line (None when it had none; the last one when it had several).
+Event = Tuple[str, str, str, Optional[int], Optional[str]]
 
 MAX_RETRY = 2**64 - 1
 
@@ -30,21 +32,30 @@ def reference_parse(stream: bytes) -> Tuple[List[Event], str, Optional[int]]:
     last_event_id_string = ""
     reconnection_time: Optional[int] = None
     event_retry: Optional[int] = None
+    own_id: Optional[str] = None
     for line in complete_lines:
         if line == "":
             last_event_id_string = last_event_id_buffer
             if data_buffer == "":
                 event_type_buffer = ""
                 event_retry = None
+                own_id = None
                 continue
             if data_buffer.endswith("\n"):
                 data_buffer = data_buffer[:-1]
             events.append(
-                (event_type_buffer or "message", data_buffer, last_event_id_buffer, event_retry)
+                (
+                    event_type_buffer or "message",
+                    data_buffer,
+                    last_event_id_buffer,
+                    event_retry,
+                    own_id,
+                )
             )
             data_buffer = ""
             event_type_buffer = ""
             event_retry = None
+            own_id = None
             continue
         if line.startswith(":"):
             continue
@@ -61,6 +72,7 @@ def reference_parse(stream: bytes) -> Tuple[List[Event], str, Optional[int]]:
         elif field == "id":
             if "\0" not in value:
                 last_event_id_buffer = value
+                own_id = value
         elif field == "retry":
             if value != "" and all(c in "0123456789" for c in value) and int(value) <= MAX_RETRY:
                 reconnection_time = int(value)
@@ -69,12 +81,17 @@ def reference_parse(stream: bytes) -> Tuple[List[Event], str, Optional[int]]:
 
 
 def serialise(events: List[Event], line_end: str = "\n") -> bytes:
-    """Write events the way a server would: one field per line, blank line after each."""
+    """Write events the way a server would: one field per line, blank line after each.
+
+    An event's ``id:`` line is written when its ``own_id`` is not None; its
+    ``id`` must then equal ``own_id`` (or the id inherited when it is None).
+    """
     out = []
-    for event_type, data, event_id, retry in events:
+    for event_type, data, _event_id, retry, own_id in events:
         if event_type != "message":
             out.append(f"event: {event_type}")
-        out.append(f"id: {event_id}")
+        if own_id is not None:
+            out.append(f"id: {own_id}")
         if retry is not None:
             out.append(f"retry: {retry}")
         out.extend(f"data: {line}" for line in data.split("\n"))

@@ -2,7 +2,10 @@
 
 `parse` feeds the input whole, then one byte at a time, then whole followed by
 an unterminated event that must stay buffered (and come out once finished),
-and asserts that all three agree before returning the events.
+and asserts that all three agree before returning the events. Each way also
+feeds empty chunks in every state the parser passes through (before and
+after every byte, so also with a BOM undecided, a CR pending, inside a line
+and inside an event): they must return ``[]`` and change nothing.
 """
 
 from __future__ import annotations
@@ -36,26 +39,47 @@ def _bytewise(data: bytes, **limits: int) -> List[ServerSentEvent]:
     return events + parser.close()
 
 
+def _feed_with_empty_chunks(parser: SSEParser, chunks: List[bytes]) -> List[ServerSentEvent]:
+    """Feed ``chunks`` with an empty chunk before, between and after them."""
+    events: List[ServerSentEvent] = []
+    for chunk in chunks:
+        assert parser.feed(b"") == []
+        events += parser.feed(chunk)
+    assert parser.feed(b"") == []
+    return events
+
+
 def parse(data: bytes) -> List[ServerSentEvent]:
     whole = _whole(data)
     assert _bytewise(data) == whole, "byte-at-a-time differs from whole input"
+    parser = SSEParser()
+    assert _feed_with_empty_chunks(parser, [data]) + parser.close() == whole
+    parser = SSEParser()
+    bytewise = [data[i : i + 1] for i in range(len(data))]
+    assert _feed_with_empty_chunks(parser, bytewise) == whole, "empty chunks changed the events"
+    assert parser.close() == []
+    assert parser.feed(b"") == [], "an empty chunk after close"
     # Trailing data must stay buffered, then complete normally. The trailer is
     # only meaningful after a line end, so give it one if the input lacks it.
     parser = SSEParser()
     prefix = data if data.endswith((b"\n", b"\r")) else data + b"\n"
-    head = parser.feed(prefix)
-    pending = parser.feed(TRAILER)
+    head = _feed_with_empty_chunks(parser, [prefix])
+    pending = _feed_with_empty_chunks(parser, [TRAILER])
     assert pending == []
     assert head == _whole(prefix)
-    finished = parser.feed(b"\n\n")
+    finished = _feed_with_empty_chunks(parser, [b"\n\n"])
     assert [e.data for e in finished][-1:] == ["still buffered"]
     return whole
 
 
 def ev(
-    data: str, event: str = "message", id: str = "", retry: Optional[int] = None
+    data: str,
+    event: str = "message",
+    id: str = "",
+    retry: Optional[int] = None,
+    own_id: Optional[str] = None,
 ) -> ServerSentEvent:
-    return ServerSentEvent(event=event, data=data, id=id, retry=retry)
+    return ServerSentEvent(event=event, data=data, id=id, retry=retry, own_id=own_id)
 
 
 # --- the event value ---------------------------------------------------------
@@ -63,7 +87,13 @@ def ev(
 
 def test_event_defaults_and_immutability() -> None:
     event = ServerSentEvent()
-    assert (event.event, event.data, event.id, event.retry) == ("message", "", "", None)
+    assert (event.event, event.data, event.id, event.retry, event.own_id) == (
+        "message",
+        "",
+        "",
+        None,
+        None,
+    )
     with pytest.raises(AttributeError):
         event.data = "x"  # type: ignore[misc]
 
@@ -197,20 +227,23 @@ def test_unknown_fields_are_ignored() -> None:
 
 def test_id_persists_across_events() -> None:
     assert parse(b"id: 1\ndata: a\n\ndata: b\n\nid: 2\ndata: c\n\n") == [
-        ev("a", id="1"),
+        ev("a", id="1", own_id="1"),
         ev("b", id="1"),
-        ev("c", id="2"),
+        ev("c", id="2", own_id="2"),
     ]
 
 
 def test_empty_id_resets_the_last_event_id() -> None:
-    assert parse(b"id: 1\ndata: a\n\nid\ndata: b\n\n") == [ev("a", id="1"), ev("b", id="")]
+    assert parse(b"id: 1\ndata: a\n\nid\ndata: b\n\n") == [
+        ev("a", id="1", own_id="1"),
+        ev("b", id="", own_id=""),
+    ]
 
 
 def test_id_with_nul_is_ignored() -> None:
     assert parse(b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n") == [
-        ev("a", id="1"),
-        ev("b", id="1"),
+        ev("a", id="1", own_id="1"),
+        ev("b", id="1"),  # the ignored id line is no id line of its own
     ]
 
 
@@ -277,6 +310,113 @@ def test_empty_chunks_are_harmless() -> None:
     assert parser.feed(b"\n") == [ev("x")]
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        b"",
+        b"\xef",
+        b"\xef\xbb",
+        b"data: a\r",
+        b"data: a\r\n\r",
+        b"data: a",
+        b"data: a\n",
+        b": c\r",
+    ],
+)
+def test_an_empty_chunk_returns_nothing_in_every_state(before: bytes) -> None:
+    # Regression: after a chunk ending in CR, feed(b"") raised IndexError.
+    parser = SSEParser()
+    delivered = parser.feed(before)
+    assert parser.feed(b"") == []
+    assert delivered + parser.feed(b"\n\n") == _whole(before + b"\n\n")
+
+
+def test_an_empty_chunk_after_close_or_a_limit_error_returns_nothing() -> None:
+    parser = SSEParser()
+    parser.close()
+    assert parser.feed(b"") == []
+    parser = SSEParser(max_line_size=4)
+    with pytest.raises(SSELimitError):
+        parser.feed(b"data: toolong")
+    assert parser.feed(b"") == []
+
+
+def test_own_id_is_none_when_the_event_has_no_id_line() -> None:
+    assert parse(b"data: a\n\n") == [ev("a")]
+    assert parse(b"data: a\n\n")[0].own_id is None
+
+
+def test_own_id_is_the_last_id_line_that_counted() -> None:
+    assert parse(b"id: 1\nid: 2\ndata: a\n\n") == [ev("a", id="2", own_id="2")]
+    assert parse(b"id: 1\nid: 2\x00\ndata: a\n\n") == [ev("a", id="1", own_id="1")]
+    assert parse(b"id: 1\nid:\ndata: a\n\n") == [ev("a", id="", own_id="")]
+
+
+def test_own_id_of_a_block_without_data_does_not_reach_the_next_event() -> None:
+    # The id line sets the last event id, but it belongs to a block that
+    # dispatched nothing: the next event inherits it and has none of its own.
+    assert parse(b"id: 5\n\ndata: x\n\n") == [ev("x", id="5")]
+    assert parse(b"id: 5\nevent: e\nretry: 9\n\ndata: x\n\n") == [ev("x", id="5")]
+
+
+def test_own_id_after_an_id_line_in_an_earlier_chunk() -> None:
+    for rest in (b"data: d\n\n", b"event: e\ndata: d\n\n", b"data: d\n\n" + b"data: n\n\n" * 60):
+        parser = SSEParser()
+        assert parser.feed(b"id: 4\n") == []
+        events = parser.feed(rest)
+        assert events[0].own_id == "4" and events[0].id == "4"
+        assert all(e.own_id is None and e.id == "4" for e in events[1:])
+
+
+def _with_ids(stream: bytes) -> bytes:
+    # An id line at the start of every event: what a server with ids sends.
+    blocks = stream.split(b"\n\n")
+    return b"\n\n".join(
+        b"id: %d\n" % i + block if block else block for i, block in enumerate(blocks)
+    )
+
+
+_ID_STREAMS = {
+    "named": b"".join(
+        b'event: progress\ndata: {"step": %d}\n\n: ping\n\n' % i for i in range(300)
+    ),
+    "data-only": b"".join(b"data: %d\n\n" % i for i in range(600)),
+    "multi-line": b"event: log\ndata: a\ndata: b\n\n" * 200,
+}
+
+
+@pytest.mark.parametrize("ids", ["none", "every event", "every other event", "empty"])
+@pytest.mark.parametrize("shape", sorted(_ID_STREAMS))
+@pytest.mark.parametrize("size", [1, 7, 64, 1024, 8192, None])
+def test_own_id_on_every_path_matches_the_reference(shape: str, ids: str, size: object) -> None:
+    from .reference import reference_parse
+
+    stream = _ID_STREAMS[shape]
+    if ids == "every event":
+        stream = _with_ids(stream)
+    elif ids == "every other event":
+        blocks = stream.split(b"\n\n")
+        stream = b"\n\n".join(
+            b"id: x%d\n" % i + b if i % 2 and b else b for i, b in enumerate(blocks)
+        )
+    elif ids == "empty":
+        stream = stream.replace(b"\n\n", b"\n\nid\n", 50)
+    stream = stream.replace(b"\n", b"\r\n") if size == 7 else stream
+    if size is None:
+        chunks = [block + b"\n\n" for block in stream.split(b"\n\n")[:-1]]  # an event per chunk
+    else:
+        assert isinstance(size, int)
+        chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+    expected, last_id, _ = reference_parse(stream)
+    parser = SSEParser()
+    events: List[ServerSentEvent] = []
+    for chunk in chunks:
+        events += parser.feed(chunk)
+    assert [tuple(e) for e in events] == expected
+    assert parser.last_event_id == last_id
+    assert [tuple(e) for e in iter_events(chunks)] == expected
+
+
 # --- state for the reconnecting layer ----------------------------------------
 
 
@@ -321,7 +461,7 @@ def test_a_large_event_with_multibyte_and_invalid_utf8_is_decoded_with_replaceme
 def test_a_whole_event_in_one_chunk_after_an_id_in_the_previous_one() -> None:
     parser = SSEParser()
     assert parser.feed(b"id: 4\n") == []
-    assert parser.feed(b"event: e\ndata: d\n\n") == [ev("d", event="e", id="4")]
+    assert parser.feed(b"event: e\ndata: d\n\n") == [ev("d", event="e", id="4", own_id="4")]
     assert parser.last_event_id == "4"
     assert parser.feed(b"data: x\n\n") == [ev("x", id="4")]
 
@@ -344,7 +484,7 @@ def test_a_data_batch_followed_by_other_shapes_and_a_partial_event() -> None:
     stream = batch + b"event: done\nid: 9\ndata: b\n\n: note\n\ndata: c\n"
     parser = SSEParser()
     events = parser.feed(stream)
-    assert events == [ev("a")] * 60 + [ev("b", event="done", id="9")]
+    assert events == [ev("a")] * 60 + [ev("b", event="done", id="9", own_id="9")]
     assert parser.last_event_id == "9"
     assert parser.feed(b"\n") == [ev("c", id="9")]
 
@@ -390,13 +530,13 @@ def test_a_chunk_of_named_events_with_comments_ids_and_multi_line_data() -> None
     progress = [ev(f'{{"step": {i}}}', event="progress") for i in range(30)]
     assert events == progress + [
         ev("one\ntwo", event="log"),
-        ev("three", event="log", id="5"),
+        ev("three", event="log", id="5", own_id="5"),
         ev("untyped", id="5"),
         ev("four", event="log", id="5"),
     ] + [e._replace(id="5") for e in progress]
     # The id line of the unfinished event does not count yet.
     assert parser.last_event_id == "5"
-    assert parser.feed(b"\n") == [ev("partial", event="last", id="6")]
+    assert parser.feed(b"\n") == [ev("partial", event="last", id="6", own_id="6")]
     assert parser.last_event_id == "6"
     assert parse(stream) == events
 
