@@ -18,17 +18,11 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import re
 import sys
-import tempfile
-import traceback
-from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
-from ._redact import redact_url
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -39,6 +33,12 @@ from .errors import (
     WaitStopped,
     WaitTimeout,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+# Only what `cyberun --help` needs is imported at the top; the rest is imported
+# where it is used, so that the help appears fast (benchmarks/import_time.py).
 
 __all__ = ["main"]
 
@@ -328,6 +328,8 @@ class Output:
         self.stderr = stderr
 
     def json(self, payload: Any) -> None:
+        import json
+
         from ._terminal import visible_json
 
         encoded = json.dumps(payload, default=str, ensure_ascii=False)
@@ -388,6 +390,9 @@ def typed_value(definition: Any, text: str) -> Any:
 
 def _parameters(args: argparse.Namespace, workflow: Any = None) -> Dict[str, Any]:
     """The run parameters from --params-file (JSON), -p (typed by ``workflow``) and --file."""
+    import json
+    from pathlib import Path
+
     params: Dict[str, Any] = {}
     if args.params_file:
         try:
@@ -486,6 +491,8 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
 
 
 def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output) -> None:
+    from ._redact import redact_url
+
     files: List[Path] = []
     if getattr(args, "download", None):
         files = client.download(result, args.download, overwrite=getattr(args, "overwrite", False))
@@ -644,6 +651,9 @@ def cmd_workflows(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    import tempfile
+    from pathlib import Path
+
     import cyberun
     from cyberun.testing import CyberunEmulator
 
@@ -807,6 +817,8 @@ def main(
 
 def _print_traceback(stderr: IO[str]) -> None:
     """The current exception's traceback, with server text in it made visible."""
+    import traceback
+
     from ._terminal import visible_lines
 
     stderr.write(visible_lines(traceback.format_exc()))
@@ -819,6 +831,8 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         return EXIT_OK
     out = Output(args.json, stdout, stderr)
     if args.debug:
+        import logging
+
         from ._logging import enable
 
         enable(logging.DEBUG, stderr)

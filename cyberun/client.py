@@ -14,7 +14,9 @@ import logging
 import mimetypes
 import os
 import queue
+import sys
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 from typing import (
     IO,
@@ -74,7 +76,17 @@ from .strategies import (
     follow_stream,
 )
 from .strategies.results import ProgressCallback
-from .transports import DEFAULT, Timeout, Transport, default_transport, transport_by_name
+from .transports import (
+    DEFAULT,
+    BaseTransport,
+    Request,
+    Response,
+    Timeout,
+    Transport,
+    default_transport,
+    transport_by_name,
+    transport_class_name,
+)
 from .transports._base import _Default
 
 __all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "TaskHandle"]
@@ -375,9 +387,13 @@ class Client:
         credentials = Credentials(token, team)
         if poll_interval <= 0 or liveness_interval <= 0 or max_stream_failures < 1:
             raise ConfigurationError("poll_interval and liveness_interval must be positive")
-        if isinstance(transport, str):
-            transport = transport_by_name(transport)
-        self.transport: Transport = transport if transport is not None else default_transport()
+        # A transport chosen by name is created, and its library imported, at
+        # the first request: constructing a client imports no HTTP library.
+        self._transport: Transport = (
+            _DeferredTransport(transport if isinstance(transport, str) else "auto")
+            if transport is None or isinstance(transport, str)
+            else transport
+        )
         self.timeout = Timeout.from_value(timeout)
         self.retry = (
             RetryPolicy() if isinstance(retry, _Default) else RetryPolicy.from_value(retry)
@@ -391,10 +407,14 @@ class Client:
         self._api = Endpoints(
             base_url=self.base_url,
             credentials=credentials,
-            transport=self.transport,
+            transport=self._transport,
             timeout=self.timeout,
             retry=self.retry,
-            user_agent_suffix=type(self.transport).__name__,
+            user_agent_suffix=(
+                self._transport.class_name
+                if isinstance(self._transport, _DeferredTransport)
+                else type(self._transport).__name__
+            ),
         )
         self._controls: Set[Control] = set()
         self._lock = threading.Lock()
@@ -404,7 +424,7 @@ class Client:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<cyberun.Client base_url={self.base_url!r} transport={self.transport!r}>"
+        return f"<cyberun.Client base_url={self.base_url!r} transport={self._transport!r}>"
 
     def __enter__(self) -> Client:
         return self
@@ -419,7 +439,14 @@ class Client:
             controls = list(self._controls)
         for control in controls:
             control.interrupt()
-        self.transport.close()
+        self._transport.close()
+
+    @property
+    def transport(self) -> Transport:
+        """The transport that sends this client's requests (created now if it was not yet)."""
+        if isinstance(self._transport, _DeferredTransport):
+            return self._transport.get()
+        return self._transport
 
     @property
     def api(self) -> Endpoints:
@@ -515,8 +542,6 @@ class Client:
                 f"{exc} (while fetching the parameter definitions of {workflow!r} to check "
                 "the parameters; pass validate=False to skip the check)",
             ) from exc
-        if not definition.parameters:
-            return  # the workflow documents no parameters: nothing to check them against
         # A local file for a file parameter is checked as the file key it becomes.
         checked = {
             key: (_file_name(value) if _is_file(value) else value)
@@ -966,6 +991,79 @@ class Client:
     def rotate_webhook_secret(self, webhook_id: str) -> str:
         """Issue a new signing secret; the old one stops working at once."""
         return self._api.rotate_webhook_secret(webhook_id)
+
+
+class _DeferredTransport(BaseTransport):
+    """A transport chosen by name, created (and its library imported) at the first request.
+
+    Construction checks that the library is installed, so a missing optional
+    dependency is a clear [`ConfigurationError`][cyberun.ConfigurationError] at once.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.auto = name == "auto"
+        self.name = _transport_name(name)
+        self.class_name = transport_class_name(self.name)
+        self._created: Optional[Transport] = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Transport:
+        """The transport, created on the first call."""
+        created = self._created
+        if created is None:
+            with self._lock:
+                if self._created is None:
+                    # "auto" falls back past a library that is installed but broken.
+                    self._created = (
+                        default_transport() if self.auto else transport_by_name(self.name)
+                    )
+                created = self._created
+        return created
+
+    def send(self, request: Request, **options: Any) -> Response:
+        return self.get().send(request, **options)
+
+    def close(self) -> None:
+        with self._lock:
+            created = self._created
+        if created is not None:
+            created.close()
+
+    def __repr__(self) -> str:
+        created = self._created
+        return repr(created) if created is not None else f"<{self.class_name} (not yet created)>"
+
+
+#: Optional libraries a transport needs -> the extra that installs them.
+_TRANSPORT_EXTRAS = {"requests": "requests", "urllib3": "urllib3"}
+
+
+def _transport_name(name: str) -> str:
+    """The transport ``name`` stands for ("auto" resolved), checking its library is installed.
+
+    Raises:
+        ValueError: an unknown name.
+        ConfigurationError: the named transport's library is not installed.
+    """
+    if name == "auto":
+        return next((n for n in _TRANSPORT_EXTRAS if _installed(n)), "urllib")
+    transport_class_name(name)  # raises ValueError for an unknown name
+    if name in _TRANSPORT_EXTRAS and not _installed(name):
+        raise ConfigurationError(
+            f"transport {name!r} needs the optional {name!r} package, which is not installed: "
+            f"pip install 'cyberun[{_TRANSPORT_EXTRAS[name]}]'"
+        )
+    return name
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _check_choice(name: str, value: str, known: Type[OpenEnum]) -> None:
