@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import CyberunError
 from ..models import (
@@ -29,7 +29,7 @@ __all__ = [
     "terminal_event_for",
 ]
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 
 class Stopped(CyberunError):
@@ -61,7 +61,7 @@ class Control:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
-        self.deadline = None if timeout is None else clock() + timeout
+        self.deadline: Optional[float] = None if timeout is None else clock() + timeout
         self.stop = stop
         self._interrupted = threading.Event()
         self._lock = threading.Lock()
@@ -156,8 +156,8 @@ class Progression:
 
     def __init__(self) -> None:
         self.status: Optional[TaskStatus] = None
-        self.progress: Optional[tuple] = None  # type: ignore[type-arg]
-        self.terminal = False
+        self.progress: Optional[Tuple[float, int]] = None
+        self.terminal: bool = False
         self.ids: Set[str] = set()
 
     def admit(self, event: TaskEvent) -> bool:
@@ -193,7 +193,7 @@ class Progression:
             self.terminal = True
 
 
-def _progress_key(event: ProgressEvent) -> tuple:  # type: ignore[type-arg]
+def _progress_key(event: ProgressEvent) -> Tuple[float, int]:
     return (event.progress if event.progress is not None else -1.0, event.step_current or 0)
 
 

@@ -57,7 +57,7 @@ class RequestsTransport(BaseTransport):
 
         self._requests = requests
         self._own = session is None
-        self.session = session if session is not None else requests.Session()
+        self.session: requests.Session = session if session is not None else requests.Session()
 
     def __repr__(self) -> str:
         own = "" if self._own else "session=<yours>"
