@@ -665,10 +665,13 @@ class Client:
             timeout: stop with [`WaitTimeout`][cyberun.WaitTimeout] after this many seconds.
             stop: set this event (from any thread) to end the iteration.
 
-        Yields:
-            [`StatusEvent`][cyberun.StatusEvent], [`ProgressEvent`][cyberun.ProgressEvent],
-            [`ErrorEvent`][cyberun.ErrorEvent] (recoverable), ..., then one of
-            [`CompletedEvent`][cyberun.CompletedEvent], [`FailedEvent`][cyberun.FailedEvent],
+        Returns:
+            An [`EventStream`][cyberun.EventStream] (an iterator, and a context
+            manager that closes it) of [`StatusEvent`][cyberun.StatusEvent],
+            [`ProgressEvent`][cyberun.ProgressEvent] and
+            [`ErrorEvent`][cyberun.ErrorEvent] (recoverable) as they come,
+            then one of [`CompletedEvent`][cyberun.CompletedEvent],
+            [`FailedEvent`][cyberun.FailedEvent] or
             [`CancelledEvent`][cyberun.CancelledEvent].
         """
         _check_mode(mode)
