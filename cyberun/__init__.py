@@ -39,6 +39,7 @@ from .errors import (
     RateLimited,
     ReadError,
     ReadTimeoutError,
+    RequestCancelled,
     ServerError,
     SSELimitError,
     StreamError,
@@ -87,6 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .sse import ServerSentEvent, SSEParser
     from .transports import (
         BaseTransport,
+        CancelToken,
         Headers,
         MockTransport,
         Request,
@@ -137,6 +139,7 @@ _LAZY: Dict[str, str] = {
     **dict.fromkeys(
         [
             "BaseTransport",
+            "CancelToken",
             "Headers",
             "MockTransport",
             "Request",
@@ -164,6 +167,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BaseTransport",
+    "CancelToken",
     "CancelledEvent",
     "Client",
     "CompletedEvent",
@@ -195,6 +199,7 @@ __all__ = [
     "ReadError",
     "ReadTimeoutError",
     "Request",
+    "RequestCancelled",
     "RequestsTransport",
     "Response",
     "RetryPolicy",
