@@ -39,6 +39,7 @@ from .errors import (
     RateLimited,
     ReadError,
     ReadTimeoutError,
+    RequestCancelled,
     ServerError,
     SSELimitError,
     StreamError,
@@ -87,6 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .sse import ServerSentEvent, SSEParser
     from .transports import (
         BaseTransport,
+        CancelToken,
         Headers,
         MockTransport,
         Request,
@@ -138,6 +140,7 @@ _LAZY: Dict[str, str] = {
     **dict.fromkeys(
         [
             "BaseTransport",
+            "CancelToken",
             "Headers",
             "MockTransport",
             "Request",
@@ -165,6 +168,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BaseTransport",
+    "CancelToken",
     "CancelledEvent",
     "Client",
     "CompletedEvent",
@@ -197,6 +201,7 @@ __all__ = [
     "ReadError",
     "ReadTimeoutError",
     "Request",
+    "RequestCancelled",
     "RequestsTransport",
     "Response",
     "RetryPolicy",
