@@ -11,8 +11,9 @@ with cyberun.Client() as client:  # reads CYBERUN_API_KEY
     paths = client.download(result, "outputs/")
 ```
 
-Only the errors are imported eagerly; everything else loads on first use, so
-``import cyberun`` stays cheap and never imports an HTTP library.
+Only the errors (and the logging setup: a ``NullHandler`` on the ``cyberun``
+logger, and ``CYBERUN_LOG``) are imported eagerly; everything else loads on
+first use, so ``import cyberun`` stays cheap and never imports an HTTP library.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
+from ._logging import install as _install_logging
 from ._version import __version__
 from .errors import (
     APIError,
@@ -246,6 +248,9 @@ __all__ = [
     "sign_webhook",
     "verify_signature",
 ]
+
+
+_install_logging()
 
 
 def __getattr__(name: str) -> Any:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
     List,
     Mapping,
     Optional,
+    Tuple,
     Type,
     TypeVar,
     Union,
@@ -27,8 +30,6 @@ from typing import (
 )
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import DecodeError
 from .models import (
@@ -51,10 +52,13 @@ from .models import (
 )
 from .sse import ServerSentEvent
 
+if TYPE_CHECKING:  # pragma: no cover - cattrs itself is imported when first needed
+    import cattrs
+
 __all__ = [
-    "converter",
     "decode_event",
     "format_timestamp",
+    "get_converter",
     "loads",
     "parse_timestamp",
     "structure",
@@ -197,6 +201,8 @@ def _is_nullable(tp: Any) -> bool:
 
 
 def _model_structure_hook(conv: cattrs.Converter, cls: Type[Any]) -> Callable[[Any, Any], Any]:
+    from cattrs.gen import make_dict_structure_fn, override
+
     attrs.resolve_types(cls)
     structure_fields = make_dict_structure_fn(cls, conv, raw=override(omit=True))
     # A null for a field that is not optional but has a default means "the
@@ -221,6 +227,8 @@ def _model_structure_hook(conv: cattrs.Converter, cls: Type[Any]) -> Callable[[A
 
 
 def _model_unstructure_hook(conv: cattrs.Converter, cls: Type[Any]) -> Callable[[Any], Any]:
+    from cattrs.gen import make_dict_unstructure_fn, override
+
     unstructure_fields = make_dict_unstructure_fn(cls, conv, raw=override(omit=True))
 
     def unstructure_model(obj: Any) -> Dict[str, Any]:
@@ -248,6 +256,8 @@ _EVENT_CLASSES: Dict[str, Type[TaskEvent]] = {
 
 
 def _event_structure_hook(conv: cattrs.Converter, cls: Type[Any]) -> Callable[[Any, Any], Any]:
+    from cattrs.gen import make_dict_structure_fn, override
+
     attrs.resolve_types(cls)
     lenient = override(struct_hook=_structure_lenient_datetime)
     overrides: Dict[str, Any] = {"raw": override(omit=True), "event_id": override(omit=True)}
@@ -257,7 +267,15 @@ def _event_structure_hook(conv: cattrs.Converter, cls: Type[Any]) -> Callable[[A
     return make_dict_structure_fn(cls, conv, **overrides)
 
 
+def _event_unstructure_hook(conv: cattrs.Converter, cls: Type[Any]) -> Callable[[Any], Any]:
+    from cattrs.gen import make_dict_unstructure_fn, override
+
+    return make_dict_unstructure_fn(cls, conv, raw=override(omit=True))
+
+
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+
     conv = cattrs.Converter()
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
@@ -268,22 +286,53 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(OpenEnum, str)
     conv.register_structure_hook_func(lambda t: t == Dict[str, Any], _structure_mapping)
     conv.register_structure_hook_factory(_is_list, _list_hook_factory)
-    for model in _MODELS:
-        conv.register_structure_hook(model, _model_structure_hook(conv, model))
-        conv.register_unstructure_hook(model, _model_unstructure_hook(conv, model))
-    for event_cls in (*_EVENT_CLASSES.values(), UnknownEvent):
-        conv.register_structure_hook(event_cls, _event_structure_hook(conv, event_cls))
-        conv.register_unstructure_hook(
-            event_cls, make_dict_unstructure_fn(event_cls, conv, raw=override(omit=True))
-        )
+    # Hooks are generated on the first use of each class (cattrs caches them),
+    # not here: generating all of them made `from cyberun import Client` cost
+    # several times `import cattrs`.
+    models = frozenset(_MODELS)
+    events = frozenset((*_EVENT_CLASSES.values(), UnknownEvent))
+    conv.register_structure_hook_factory(
+        models.__contains__, lambda cls: _model_structure_hook(conv, cls)
+    )
+    conv.register_unstructure_hook_factory(
+        models.__contains__, lambda cls: _model_unstructure_hook(conv, cls)
+    )
+    conv.register_structure_hook_factory(
+        events.__contains__, lambda cls: _event_structure_hook(conv, cls)
+    )
+    conv.register_unstructure_hook_factory(
+        events.__contains__, lambda cls: _event_unstructure_hook(conv, cls)
+    )
     return conv
 
 
-#: The converter. Configured once, here; every layer uses this one.
-converter = _make_converter()
+# The converter, configured once, here; every layer uses this one. It is built
+# (and cattrs imported) on first use, so that importing the SDK stays cheap.
+_converter: Optional[cattrs.Converter] = None
+_converter_lock = threading.Lock()
+# What decoding raises for data that does not fit; cattrs' own error group joins
+# once cattrs is imported.
+_DECODE_ERRORS: Tuple[Type[BaseException], ...] = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def get_converter() -> cattrs.Converter:
+    """The one converter, built on first use."""
+    global _converter, _DECODE_ERRORS
+    conv = _converter
+    if conv is None:
+        with _converter_lock:
+            if _converter is None:
+                import cattrs
+
+                _DECODE_ERRORS = (cattrs.BaseValidationError, *_DECODE_ERRORS)
+                _converter = _make_converter()
+            conv = _converter
+    return conv
 
 
 def _describe(exc: BaseException) -> str:
+    import cattrs
+
     try:
         messages = cattrs.transform_error(exc)
     except Exception:  # pragma: no cover - transform_error understands cattrs errors
@@ -300,8 +349,8 @@ def structure(data: Any, cls: Type[T]) -> T:
         DecodeError: the object does not match the contract.
     """
     try:
-        return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return (_converter or get_converter()).structure(data, cls)
+    except _DECODE_ERRORS as exc:
         raise DecodeError(
             f"the server's answer does not match the {cls.__name__} contract: {_describe(exc)}",
             what=cls.__name__,
@@ -311,7 +360,7 @@ def structure(data: Any, cls: Type[T]) -> T:
 
 def unstructure(obj: Any) -> Any:
     """Encode a model or event into JSON-ready data (timestamps as RFC 3339 strings)."""
-    data = converter.unstructure(obj)
+    data = (_converter or get_converter()).unstructure(obj)
     if isinstance(obj, TaskEvent):
         data = {"type": obj.type, **data}
         if isinstance(obj, UnknownEvent) or obj.event_id:

@@ -3,6 +3,7 @@
 The bar uses tqdm (the optional ``cli`` extra) when it is installed and the
 output is a terminal; otherwise progress is printed as plain lines, one per
 change, which keeps logs and CI output clean.
+Server text in events is made visible (``cyberun._terminal``) before it is shown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 from typing import IO, Any, Optional, Tuple
 
+from ._terminal import visible
 from .models import ErrorEvent, ProgressEvent, StatusEvent, TaskEvent, UnknownEvent
 
 __all__ = ["Progress", "describe"]
@@ -26,7 +28,11 @@ def _size(stream: IO[str]) -> Tuple[int, int]:
 
 
 def describe(event: TaskEvent) -> str:
-    """A short human description of an event."""
+    """A short human description of an event, safe to print (see ``visible``)."""
+    return visible(_describe(event))
+
+
+def _describe(event: TaskEvent) -> str:
     if isinstance(event, StatusEvent):
         return str(event.status)
     if isinstance(event, ProgressEvent):
@@ -104,19 +110,19 @@ class Progress:
     def _update_bar(self, event: TaskEvent) -> None:
         bar = self._bar
         if isinstance(event, StatusEvent):
-            bar.set_description_str(str(event.status))
+            bar.set_description_str(visible(event.status))
         elif isinstance(event, ProgressEvent):
             if event.percentage is not None:
                 bar.n = event.percentage
             details = describe(event).split(" · ", 1)
             bar.set_postfix_str(details[1] if len(details) > 1 else "", refresh=False)
-            bar.set_description_str(event.stage or "running")
+            bar.set_description_str(visible(event.stage or "running"))
         elif isinstance(event, ErrorEvent):
             bar.write(describe(event), file=self.stream)  # above the bar, same stream
         elif event.is_terminal:
             if event.type == "completed":
                 bar.n = 100
-            bar.set_description_str(event.type)
+            bar.set_description_str(visible(event.type))
         bar.refresh()
 
     def _update_lines(self, event: TaskEvent) -> None:

@@ -22,11 +22,13 @@ def check_parameters(workflow: Workflow, parameters: Mapping[str, Any]) -> List[
     Checks that required keys are present, that no unknown key is given,
     that numbers are numbers within ``min``/``max``, booleans are booleans,
     strings and file keys are strings, and select values are among the
-    options. An empty list means the parameters look valid.
+    options. An empty list means the parameters look valid. A workflow that
+    documents no parameters at all is not checked for unknown keys: an empty
+    list says nothing about what it takes.
     """
     problems: List[str] = []
     definitions = {p.key: p for p in workflow.parameters}
-    for key in parameters:
+    for key in parameters if definitions else ():
         if key not in definitions:
             known = ", ".join(sorted(definitions)) or "none"
             problems.append(f"unknown parameter {key!r} (this workflow takes: {known})")

@@ -18,16 +18,11 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
+import re
 import sys
-import tempfile
-import traceback
-from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
-from ._redact import redact_url
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -38,6 +33,12 @@ from .errors import (
     WaitStopped,
     WaitTimeout,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+# Only what `cyberun --help` needs is imported at the top; the rest is imported
+# where it is used, so that the help appears fast (benchmarks/import_time.py).
 
 __all__ = ["main"]
 
@@ -125,6 +126,17 @@ def _global_options() -> _Parser:
         help="debug logging (credentials redacted) and tracebacks on stderr",
     )
     return common
+
+
+def _task_status(value: str) -> str:
+    """An argparse type: a documented task status, or a usage error listing them."""
+    from .models import TaskStatus
+
+    if value not in TaskStatus._values:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {value!r}; choose from {', '.join(TaskStatus._values)}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         "list tasks, newest first",
         "  cyberun tasks --status running\n  cyberun tasks --limit 5 --json",
     )
-    tasks.add_argument("--status", help="only tasks in this status")
+    tasks.add_argument(
+        "--status", type=_task_status, help="only tasks in this status (pending, running, ...)"
+    )
     tasks.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
 
     workflows = command(
@@ -301,7 +315,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 class Output:
-    """Writes either human text or JSON lines; errors go to stderr."""
+    """Writes either human text or JSON lines; errors go to stderr.
+
+    Every line passes through ``visible`` (or, for JSON, ``visible_json``):
+    server-provided text never reaches the terminal with its escape
+    sequences live.
+    """
 
     def __init__(self, as_json: bool, stdout: IO[str], stderr: IO[str]) -> None:
         self.as_json = as_json
@@ -309,16 +328,25 @@ class Output:
         self.stderr = stderr
 
     def json(self, payload: Any) -> None:
-        self.stdout.write(json.dumps(payload, default=str, ensure_ascii=False) + "\n")
+        import json
+
+        from ._terminal import visible_json
+
+        encoded = json.dumps(payload, default=str, ensure_ascii=False)
+        self.stdout.write(visible_json(encoded) + "\n")
         self.stdout.flush()
 
     def text(self, line: str = "") -> None:
+        from ._terminal import visible
+
         if not self.as_json:
-            self.stdout.write(line + "\n")
+            self.stdout.write(visible(line) + "\n")
             self.stdout.flush()
 
     def error(self, line: str) -> None:
-        self.stderr.write(f"cyberun: {line}\n")
+        from ._terminal import visible
+
+        self.stderr.write(f"cyberun: {visible(line)}\n")
         self.stderr.flush()
 
 
@@ -328,14 +356,43 @@ def _data(obj: Any) -> Any:
     return unstructure(obj)
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
-def _parameters(args: argparse.Namespace) -> Dict[str, Any]:
+def typed_value(definition: Any, text: str) -> Any:
+    """A ``-p`` value as the parameter's definition types it; the text itself otherwise.
+
+    A number parameter gets an int or a float, a boolean one ``true``/``false``
+    (also yes/no, on/off, 1/0), a select one the option whose text matches.
+    Text that does not fit stays text, for validation to report (or, with
+    ``--no-validate``, for the server to judge).
+    """
+    kind = str(definition.type) if definition is not None and definition.type else ""
+    if kind == "number" and _NUMBER.match(text.strip()):
+        number = float(text)
+        if number.is_integer() and not any(c in text for c in ".eE"):
+            return int(text)
+        return number
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    if kind == "select":
+        for option in definition.option_values():
+            if str(option) == text:
+                return option
+    return text
+
+
+def _parameters(args: argparse.Namespace, workflow: Any = None) -> Dict[str, Any]:
+    """The run parameters from --params-file (JSON), -p (typed by ``workflow``) and --file."""
+    import json
+    from pathlib import Path
+
     params: Dict[str, Any] = {}
     if args.params_file:
         try:
@@ -347,11 +404,18 @@ def _parameters(args: argparse.Namespace) -> Dict[str, Any]:
         if not isinstance(loaded, dict):
             raise ConfigurationError(f"--params-file {args.params_file} must hold a JSON object")
         params.update(loaded)
+    definitions = {} if workflow is None else {p.key: p for p in workflow.parameters}
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigurationError(f"-p expects KEY=VALUE, got {item!r}")
-        params[key] = _parse_value(value)
+        definition = definitions.get(key)
+        if definition is not None and definition.type == "file" and Path(value).is_file():
+            raise ConfigurationError(
+                f"-p {key}={value}: {key!r} is a file parameter; upload the local file with "
+                f"--file {key}={value} (-p takes the file key of an earlier upload)"
+            )
+        params[key] = typed_value(definition, value)
     for item in args.file:
         key, sep, path = item.partition("=")
         if not sep or not key or not path:
@@ -385,9 +449,13 @@ def _client(args: argparse.Namespace) -> Any:
 def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) -> int:
     from ._display import Progress
 
+    # The id comes first, before any live bar: a user who closes the terminal
+    # can re-attach with it.
+    out.text(
+        f"following task {task_id} (Ctrl-C stops following and the task keeps running; "
+        f"re-attach with: cyberun watch {task_id})"
+    )
     progress = None if out.as_json else Progress(out.stdout)
-    if progress is not None and not progress.uses_bar:
-        out.text(f"following task {task_id} (Ctrl-C stops following; the task keeps running)")
 
     def on_event(event: Any) -> None:
         if out.as_json:
@@ -423,6 +491,8 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
 
 
 def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output) -> None:
+    from ._redact import redact_url
+
     files: List[Path] = []
     if getattr(args, "download", None):
         files = client.download(result, args.download, overwrite=getattr(args, "overwrite", False))
@@ -453,7 +523,19 @@ def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     client = _client(args)
     with client:
-        task = client.run(args.workflow, _parameters(args), validate=args.validate)
+        workflow = None
+        if args.param:  # -p values are typed by the definitions, even with --no-validate
+            try:
+                workflow = client._workflow_definition(args.workflow)
+            except CyberunError as exc:
+                from .client import _with_message
+
+                raise _with_message(
+                    exc,
+                    f"{exc} (while fetching the parameter definitions of {args.workflow!r} to "
+                    "type the -p values; give typed JSON values with --params-file instead)",
+                ) from exc
+        task = client.run(args.workflow, _parameters(args, workflow), validate=args.validate)
         if not args.wait:
             if out.as_json:
                 out.json({"task_id": task.id})
@@ -569,6 +651,9 @@ def cmd_workflows(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    import tempfile
+    from pathlib import Path
+
     import cyberun
     from cyberun.testing import CyberunEmulator
 
@@ -632,6 +717,43 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace, Output], int]] = {
 }
 
 
+#: Python keywords in the SDK's messages -> what the command line says instead.
+CLI_TERMS: Dict[str, str] = {
+    "overwrite=True": "--overwrite",
+    "api_key=...": "--api-key (or the CYBERUN_API_KEY environment variable)",
+    "team_id=...": "--team-id",
+    "allow_insecure_http=True": "--allow-insecure-http",
+    "validate=False": "--no-validate",
+}
+_PYTHON_TERM = re.compile("|".join(re.escape(term) for term in CLI_TERMS))
+
+
+def cli_terms(message: str) -> str:
+    """An SDK message with its Python keywords replaced by the flags that mean the same."""
+    return _PYTHON_TERM.sub(lambda match: CLI_TERMS[match.group(0)], message)
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    from .client import DEFAULT_BASE_URL
+
+    return args.base_url or os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL
+
+
+def _message(error: CyberunError, args: argparse.Namespace) -> str:
+    """What the command prints for an SDK error: in CLI terms, with a next step."""
+    from .errors import ConnectError, NotFound
+
+    message = cli_terms(str(error))
+    if isinstance(error, NotFound) and "/workflows/" in (error.url or ""):
+        message += "; list the workflows you can run with: cyberun workflows"
+    elif isinstance(error, ConnectError):
+        message += (
+            f"; is the API at {_base_url(args)}? Set CYBERUN_BASE_URL (or pass --base-url) "
+            "to use another host"
+        )
+    return message
+
+
 def exit_code_for(error: BaseException) -> int:
     """The exit code for an exception (see the module docstring)."""
     if isinstance(error, TaskFailed):
@@ -693,6 +815,15 @@ def main(
         return EXIT_BROKEN_PIPE
 
 
+def _print_traceback(stderr: IO[str]) -> None:
+    """The current exception's traceback, with server text in it made visible."""
+    import traceback
+
+    from ._terminal import visible_lines
+
+    stderr.write(visible_lines(traceback.format_exc()))
+
+
 def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> int:
     args = parse_args(argv)
     if args.command is None:  # plain `cyberun`: say what it can do
@@ -700,11 +831,11 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         return EXIT_OK
     out = Output(args.json, stdout, stderr)
     if args.debug:
-        logging.basicConfig(
-            level=logging.DEBUG,
-            stream=stderr,
-            format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        )
+        import logging
+
+        from ._logging import enable
+
+        enable(logging.DEBUG, stderr)
     try:
         return COMMANDS[args.command](args, out)
     except KeyboardInterrupt:
@@ -714,7 +845,7 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         raise
     except CyberunError as exc:
         if args.debug:
-            traceback.print_exc(file=stderr)
+            _print_traceback(stderr)
         code = exit_code_for(exc)
         if args.json and isinstance(exc, (TaskFailed, TaskCancelled, WaitTimeout)):
             out.json(
@@ -725,14 +856,14 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
                     "task_id": getattr(exc, "task_id", None),
                 }
             )
-        out.error(str(exc))
+        out.error(_message(exc, args))
         return code
     except ImportError as exc:
         line = _missing_dependency(exc)
         if line is None:
             raise
         if args.debug:
-            traceback.print_exc(file=stderr)
+            _print_traceback(stderr)
         out.error(line)
         return EXIT_USAGE
     except ValueError as exc:  # an invalid id and the like

@@ -14,7 +14,9 @@ import logging
 import mimetypes
 import os
 import queue
+import sys
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 from typing import (
     IO,
@@ -75,7 +77,17 @@ from .strategies import (
     follow_stream,
 )
 from .strategies.results import ProgressCallback
-from .transports import DEFAULT, Timeout, Transport, default_transport, transport_by_name
+from .transports import (
+    DEFAULT,
+    BaseTransport,
+    Request,
+    Response,
+    Timeout,
+    Transport,
+    default_transport,
+    transport_by_name,
+    transport_class_name,
+)
 from .transports._base import _Default
 
 __all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "TaskHandle"]
@@ -374,9 +386,13 @@ class Client:
         )
         self.base_url = normalize_base_url(url, allow_http=allow_insecure_http)
         credentials = Credentials(token, team)
-        if isinstance(transport, str):
-            transport = transport_by_name(transport)
-        self.transport: Transport = transport if transport is not None else default_transport()
+        # A transport chosen by name is created, and its library imported, at
+        # the first request: constructing a client imports no HTTP library.
+        self._transport: Transport = (
+            _DeferredTransport(transport if isinstance(transport, str) else "auto")
+            if transport is None or isinstance(transport, str)
+            else transport
+        )
         self._owns_transport = True
         self._configure(
             credentials,
@@ -413,10 +429,14 @@ class Client:
         self._api = Endpoints(
             base_url=self.base_url,
             credentials=credentials,
-            transport=self.transport,
+            transport=self._transport,
             timeout=self.timeout,
             retry=self.retry,
-            user_agent_suffix=type(self.transport).__name__,
+            user_agent_suffix=(
+                self._transport.class_name
+                if isinstance(self._transport, _DeferredTransport)
+                else type(self._transport).__name__
+            ),
         )
         self._controls: Set[Control] = set()
         self._lock = threading.Lock()
@@ -462,7 +482,7 @@ class Client:
         settings = self.stream_settings
         copy = object.__new__(type(self))
         copy.base_url = self.base_url
-        copy.transport = self.transport
+        copy._transport = self._transport
         copy._owns_transport = False
         copy._configure(
             self._api.credentials,
@@ -490,7 +510,7 @@ class Client:
         return copy
 
     def __repr__(self) -> str:
-        return f"<cyberun.Client base_url={self.base_url!r} transport={self.transport!r}>"
+        return f"<cyberun.Client base_url={self.base_url!r} transport={self._transport!r}>"
 
     def __enter__(self) -> Client:
         return self
@@ -510,7 +530,14 @@ class Client:
         for control in controls:
             control.interrupt()
         if self._owns_transport:
-            self.transport.close()
+            self._transport.close()
+
+    @property
+    def transport(self) -> Transport:
+        """The transport that sends this client's requests (created now if it was not yet)."""
+        if isinstance(self._transport, _DeferredTransport):
+            return self._transport.get()
+        return self._transport
 
     @property
     def api(self) -> Endpoints:
@@ -598,27 +625,30 @@ class Client:
 
     def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
         """Check parameters against the workflow's definitions (fetched once per client)."""
-        with self._lock:
-            definition = self._definitions.get(workflow)
-        if definition is None:
-            try:
-                definition = self.get_workflow(workflow)
-            except CyberunError as exc:
-                raise _with_message(
-                    exc,
-                    f"{exc} (while fetching the parameter definitions of {workflow!r} to check "
-                    "the parameters; pass validate=False to skip the check)",
-                ) from exc
-            with self._lock:
-                self._definitions[workflow] = definition
-        if not definition.parameters:
-            return  # the workflow documents no parameters: nothing to check them against
+        try:
+            definition = self._workflow_definition(workflow)
+        except CyberunError as exc:
+            raise _with_message(
+                exc,
+                f"{exc} (while fetching the parameter definitions of {workflow!r} to check "
+                "the parameters; pass validate=False to skip the check)",
+            ) from exc
         # A local file for a file parameter is checked as the file key it becomes.
         checked = {
             key: (_file_name(value) if _is_file(value) else value)
             for key, value in parameters.items()
         }
         raise_for_parameters(definition, checked)
+
+    def _workflow_definition(self, workflow: str) -> Workflow:
+        """The workflow as ``get_workflow`` returns it, fetched once per client."""
+        with self._lock:
+            definition = self._definitions.get(workflow)
+        if definition is None:
+            definition = self.get_workflow(workflow)
+            with self._lock:
+                self._definitions[workflow] = definition
+        return definition
 
     def upload_file(
         self,
@@ -1059,6 +1089,79 @@ class Client:
     def rotate_webhook_secret(self, webhook_id: str) -> str:
         """Issue a new signing secret; the old one stops working at once."""
         return self._api.rotate_webhook_secret(webhook_id)
+
+
+class _DeferredTransport(BaseTransport):
+    """A transport chosen by name, created (and its library imported) at the first request.
+
+    Construction checks that the library is installed, so a missing optional
+    dependency is a clear [`ConfigurationError`][cyberun.ConfigurationError] at once.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.auto = name == "auto"
+        self.name = _transport_name(name)
+        self.class_name = transport_class_name(self.name)
+        self._created: Optional[Transport] = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Transport:
+        """The transport, created on the first call."""
+        created = self._created
+        if created is None:
+            with self._lock:
+                if self._created is None:
+                    # "auto" falls back past a library that is installed but broken.
+                    self._created = (
+                        default_transport() if self.auto else transport_by_name(self.name)
+                    )
+                created = self._created
+        return created
+
+    def send(self, request: Request, **options: Any) -> Response:
+        return self.get().send(request, **options)
+
+    def close(self) -> None:
+        with self._lock:
+            created = self._created
+        if created is not None:
+            created.close()
+
+    def __repr__(self) -> str:
+        created = self._created
+        return repr(created) if created is not None else f"<{self.class_name} (not yet created)>"
+
+
+#: Optional libraries a transport needs -> the extra that installs them.
+_TRANSPORT_EXTRAS = {"requests": "requests", "urllib3": "urllib3"}
+
+
+def _transport_name(name: str) -> str:
+    """The transport ``name`` stands for ("auto" resolved), checking its library is installed.
+
+    Raises:
+        ValueError: an unknown name.
+        ConfigurationError: the named transport's library is not installed.
+    """
+    if name == "auto":
+        return next((n for n in _TRANSPORT_EXTRAS if _installed(n)), "urllib")
+    transport_class_name(name)  # raises ValueError for an unknown name
+    if name in _TRANSPORT_EXTRAS and not _installed(name):
+        raise ConfigurationError(
+            f"transport {name!r} needs the optional {name!r} package, which is not installed: "
+            f"pip install 'cyberun[{_TRANSPORT_EXTRAS[name]}]'"
+        )
+    return name
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _check_choice(name: str, value: str, known: Type[OpenEnum]) -> None:

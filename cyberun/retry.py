@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Callable, FrozenSet, Iterable, Optional, Union
 
 import attrs
@@ -164,6 +163,9 @@ class RetryPolicy:
         try:
             seconds = float(value)
         except ValueError:
+            # Imported here: email.utils loads socket, a cost at import for a rare header form.
+            from email.utils import parsedate_to_datetime
+
             try:
                 when: Optional[datetime] = parsedate_to_datetime(value)
             except (TypeError, ValueError, IndexError):

@@ -98,12 +98,12 @@ def test_json_output_has_usable_links_with_show_urls(env: Dict[str, str]) -> Non
         assert response.read().startswith(b"\x89PNG")
 
 
-def test_parameter_values_are_json_when_they_parse(
+def test_parameter_values_are_typed_by_the_workflow_definition(
     env: Dict[str, str], server: CyberunEmulator, tmp_path: Path
 ) -> None:
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"prompt": "from file", "steps": 3}))
-    code, out, _ = cli(
+    code, out, err = cli(
         "run",
         "text-to-image",
         "--params-file",
@@ -111,16 +111,23 @@ def test_parameter_values_are_json_when_they_parse(
         "-p",
         "seed=42",
         "-p",
-        'sampler="euler"',
+        "sampler=euler",
         "--json",
     )
-    assert code == 0
+    assert code == 0, err
     task_id = json_lines(out)[0]["task_id"]
     assert server._tasks[task_id].parameters == {
         "prompt": "from file",
         "steps": 3,
         "seed": 42,
         "sampler": "euler",
+    }
+    # A string parameter keeps its text even when it looks like JSON.
+    code, out, err = cli("run", "text-to-image", "-p", "prompt=42", "-p", "steps=2.5", "--json")
+    assert code == 0, err
+    assert server._tasks[json_lines(out)[0]["task_id"]].parameters == {
+        "prompt": "42",
+        "steps": 2.5,
     }
 
 

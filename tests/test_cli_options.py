@@ -187,8 +187,8 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
-        "cyberun: the optional 'requests' package is not installed: "
-        "pip install 'cyberun[requests]'\n"
+        "cyberun: transport 'requests' needs the optional 'requests' package, which is not "
+        "installed: pip install 'cyberun[requests]'\n"
     )
 
 

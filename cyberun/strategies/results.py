@@ -15,7 +15,6 @@ import errno
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import IO, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
@@ -183,6 +182,8 @@ class Downloader:
         on_progress: Optional[ProgressCallback],
     ) -> Path:
         final = folder / name
+        import tempfile  # here: it loads shutil and random, a cost at `import cyberun`
+
         fd, temp_name = tempfile.mkstemp(dir=str(folder), prefix=f".{name[:60]}.", suffix=".part")
         temp = Path(temp_name)
         try:

@@ -45,6 +45,7 @@ __all__ = [
     "UrllibTransport",
     "default_transport",
     "transport_by_name",
+    "transport_class_name",
 ]
 
 _LAZY: Dict[str, str] = {
@@ -66,6 +67,17 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'cyberun.transports' has no attribute {name!r}")
     return getattr(importlib.import_module(module, __name__), name)
+
+
+def transport_class_name(name: str) -> str:
+    """The class ``transport_by_name(name)`` creates, without importing it (not for "auto").
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown transport {name!r}; choose from auto, {', '.join(_BY_NAME)}")
+    return _BY_NAME[name]
 
 
 def transport_by_name(name: str) -> Transport:
