@@ -25,7 +25,9 @@ from ._version import __version__
 from .errors import (
     APIError,
     ConfigurationError,
+    ConnectTimeoutError,
     DecodeError,
+    RequestCancelled,
     SubmissionUncertain,
     TooManyRedirects,
     TransportError,
@@ -33,7 +35,15 @@ from .errors import (
 )
 from .models import Page
 from .retry import RetryPolicy
-from .transports._base import Body, Request, Response, Timeout, Transport, iter_body
+from .transports._base import (
+    Body,
+    CancelToken,
+    Request,
+    Response,
+    Timeout,
+    Transport,
+    iter_body,
+)
 
 __all__ = ["Credentials", "Pipeline", "looks_like_jwt"]
 
@@ -170,22 +180,38 @@ class Pipeline:
         self.timeout = timeout
         self.retry = retry
         self._origin = _origin(self.base_url)
+        self._deadline: Optional[float] = None
+        self._cancel: Optional[CancelToken] = None
         user_agent = f"cyberun-python/{__version__} Python/{platform.python_version()}"
         self.user_agent: str = f"{user_agent} {user_agent_suffix}".strip()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"
 
-    def derive(
-        self: P, *, retry: Optional[RetryPolicy] = None, timeout: Optional[Timeout] = None
+    def scoped(
+        self: P, *, deadline: Optional[float] = None, cancel: Optional[CancelToken] = None
     ) -> P:
-        """A copy sharing the transport and credential, with another policy or timeout."""
+        """A cheap copy whose every request carries this deadline and cancel token.
+
+        The copy shares the transport, credential, timeout and retry policy.
+        Its requests end with a timeout error once ``deadline`` (an absolute
+        ``time.monotonic()`` time) passes, and with
+        [`RequestCancelled`][cyberun.RequestCancelled] promptly after
+        ``cancel.cancel()`` from any thread. Its waits between retries never
+        outlast the deadline (a retry that could not start in time is not
+        waited for: the error at hand is raised) and end at once on a cancel.
+
+        Args:
+            deadline: an absolute ``time.monotonic()`` time; combined with one
+                this object already has, the earlier wins.
+            cancel: a cancel token; replaces one this object already has.
+        """
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
-        if retry is not None:
-            copy.retry = retry
-        if timeout is not None:
-            copy.timeout = timeout
+        if deadline is not None:
+            copy._deadline = deadline if self._deadline is None else min(deadline, self._deadline)
+        if cancel is not None:
+            copy._cancel = cancel
         return copy
 
     # -- URLs ----------------------------------------------------------------------
@@ -251,20 +277,30 @@ class Pipeline:
             attempt += 1
             if attempt > 1 and rewind is not None:
                 rewind()
+            self._check_scope(method, url)
             try:
                 response = self._send_following_redirects(
-                    Request(method, url, request_headers, body),
+                    Request(
+                        method,
+                        url,
+                        request_headers,
+                        body,
+                        deadline=self._deadline,
+                        cancel=self._cancel,
+                    ),
                     authenticate=authenticate,
                     timeout=timeout or self.timeout,
                 )
             except TransportError as exc:
                 replayable = body is None or rewind is not None
+                delay = policy.delay(attempt)
                 if (
                     attempt < policy.attempts
                     and replayable
                     and policy.retries_error(exc, method, idempotent)
+                    and not isinstance(exc, RequestCancelled)
+                    and self._in_time(delay)
                 ):
-                    delay = policy.delay(attempt)
                     logger.info(
                         "retrying %s %s in %.2fs after %s (attempt %d of %d)",
                         method,
@@ -274,7 +310,7 @@ class Pipeline:
                         attempt + 1,
                         policy.attempts,
                     )
-                    policy.sleep(delay)
+                    self._pause(policy, delay, method, url, exc)
                     continue
                 raise
             if response.is_success:
@@ -286,6 +322,8 @@ class Pipeline:
             ):
                 retry_after = policy.parse_retry_after(response.headers.get("Retry-After"))
                 delay = policy.delay(attempt, retry_after)
+                if not self._in_time(delay):
+                    raise self._error(response, method, url, policy)
                 response.close()
                 logger.info(
                     "retrying %s %s in %.2fs after HTTP %d (attempt %d of %d)",
@@ -296,9 +334,41 @@ class Pipeline:
                     attempt + 1,
                     policy.attempts,
                 )
-                policy.sleep(delay)
+                self._pause(policy, delay, method, url, None)
                 continue
             raise self._error(response, method, url, policy)
+
+    def _check_scope(self, method: str, url: str) -> None:
+        """Before an attempt: raise if the request is cancelled or its deadline passed."""
+        if self._cancel is not None and self._cancel.cancelled:
+            raise RequestCancelled("the request was cancelled", method=method, url=redact_url(url))
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise ConnectTimeoutError(
+                "the request's deadline passed before it was sent",
+                method=method,
+                url=redact_url(url),
+            )
+
+    def _in_time(self, delay: float) -> bool:
+        """Whether a retry after ``delay`` seconds can start before the deadline."""
+        return self._deadline is None or time.monotonic() + delay < self._deadline
+
+    def _pause(
+        self,
+        policy: RetryPolicy,
+        delay: float,
+        method: str,
+        url: str,
+        cause: Optional[BaseException],
+    ) -> None:
+        """Wait before a retry; a cancel ends the wait at once with RequestCancelled."""
+        if policy.pause(delay, self._cancel):
+            return
+        raise RequestCancelled(
+            "the request was cancelled while waiting to retry",
+            method=method,
+            url=redact_url(url),
+        ) from cause
 
     def _send_following_redirects(
         self, request: Request, *, authenticate: bool, timeout: Timeout
@@ -316,7 +386,15 @@ class Pipeline:
                 headers.update(self.credentials.headers())
             started = time.monotonic()
             response = self.transport.send(
-                Request(method, url, headers, request.body), timeout=timeout
+                Request(
+                    method,
+                    url,
+                    headers,
+                    request.body,
+                    deadline=request.deadline,
+                    cancel=request.cancel,
+                ),
+                timeout=timeout,
             )
             logger.debug(
                 "%s %s -> %d (%.0f ms)",

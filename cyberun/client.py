@@ -48,6 +48,7 @@ from .errors import (
     DecodeError,
     TaskCancelled,
     TaskFailed,
+    TransportError,
     WaitStopped,
     WaitTimeout,
 )
@@ -396,10 +397,6 @@ class Client:
         )
         self.base_url: str = normalize_base_url(url, allow_http=allow_insecure_http)
         credentials = Credentials(token, team)
-        _check_number("poll_interval", poll_interval, minimum=0, inclusive=False)
-        _check_number("liveness_interval", liveness_interval, minimum=0, inclusive=False)
-        _check_number("max_stream_failures", max_stream_failures, minimum=1, integer=True)
-        _check_number("reconnect_backoff", reconnect_backoff, minimum=0)
         if transport is not None and not isinstance(transport, (str, BaseTransport)):
             if not callable(getattr(transport, "send", None)):
                 raise TypeError(
@@ -413,10 +410,37 @@ class Client:
             if transport is None or isinstance(transport, str)
             else transport
         )
-        self.timeout: Timeout = Timeout.from_value(timeout)
-        self.retry: RetryPolicy = (
-            RetryPolicy() if isinstance(retry, DefaultType) else RetryPolicy.from_value(retry)
+        self._owns_transport = True
+        self._configure(
+            credentials,
+            timeout=Timeout.from_value(timeout),
+            retry=RetryPolicy()
+            if isinstance(retry, DefaultType)
+            else RetryPolicy.from_value(retry),
+            poll_interval=poll_interval,
+            liveness_interval=liveness_interval,
+            max_stream_failures=max_stream_failures,
+            reconnect_backoff=reconnect_backoff,
         )
+
+    def _configure(
+        self,
+        credentials: Credentials,
+        *,
+        timeout: Timeout,
+        retry: RetryPolicy,
+        poll_interval: float,
+        liveness_interval: float,
+        max_stream_failures: int,
+        reconnect_backoff: float,
+    ) -> None:
+        """Set all but the base URL and the transport (for ``__init__`` and ``with_options``)."""
+        _check_number("poll_interval", poll_interval, minimum=0, inclusive=False)
+        _check_number("liveness_interval", liveness_interval, minimum=0, inclusive=False)
+        _check_number("max_stream_failures", max_stream_failures, minimum=1, integer=True)
+        _check_number("reconnect_backoff", reconnect_backoff, minimum=0)
+        self.timeout: Timeout = timeout
+        self.retry: RetryPolicy = retry
         self.poll_interval: float = poll_interval
         self.stream_settings: StreamSettings = StreamSettings(
             liveness_interval=liveness_interval,
@@ -442,6 +466,72 @@ class Client:
         self._definitions: Dict[str, Workflow] = {}
         self._closed = False
 
+    def with_options(
+        self,
+        *,
+        timeout: Union[
+            Timeout, float, Tuple[Optional[float], Optional[float]], DefaultType, None
+        ] = DEFAULT,
+        retry: Union[RetryPolicy, int, bool, DefaultType, None] = DEFAULT,
+        poll_interval: Union[float, DefaultType] = DEFAULT,
+        liveness_interval: Union[float, DefaultType] = DEFAULT,
+        max_stream_failures: Union[int, DefaultType] = DEFAULT,
+        reconnect_backoff: Union[float, DefaultType] = DEFAULT,
+    ) -> Self:
+        """A cheap copy of this client with some settings changed.
+
+        The copy shares the credential, base URL and transport (and so its
+        connection pool). Closing the copy stops the copy's own waits and
+        streams but never closes the shared transport; closing the original
+        does. Every keyword of [`Client`][cyberun.Client] is accepted except
+        ``api_key``, ``team_id``, ``base_url`` and ``transport``; one left out
+        keeps this client's value.
+
+        ```python
+        from cyberun import Client, RetryPolicy
+
+        client = Client("sk-example", base_url="http://127.0.0.1:9")
+        patient = client.with_options(timeout=120, retry=8)
+        paced = client.with_options(retry=RetryPolicy.never())  # your own pacer retries
+        assert patient.timeout.read == 120 and paced.retry.attempts == 1
+        assert patient.transport is client.transport
+        ```
+
+        Raises:
+            ConfigurationError: a value that cannot work (as for ``Client``).
+        """
+        settings = self.stream_settings
+        copy = object.__new__(type(self))
+        copy.base_url = self.base_url
+        copy._transport = self._transport
+        copy._owns_transport = False
+        copy._configure(
+            self._api.credentials,
+            timeout=self.timeout
+            if isinstance(timeout, DefaultType)
+            else Timeout.from_value(timeout),
+            retry=self.retry if isinstance(retry, DefaultType) else RetryPolicy.from_value(retry),
+            poll_interval=(
+                self.poll_interval if isinstance(poll_interval, DefaultType) else poll_interval
+            ),
+            liveness_interval=(
+                settings.liveness_interval
+                if isinstance(liveness_interval, DefaultType)
+                else liveness_interval
+            ),
+            max_stream_failures=(
+                settings.max_failures
+                if isinstance(max_stream_failures, DefaultType)
+                else max_stream_failures
+            ),
+            reconnect_backoff=(
+                settings.reconnect_backoff
+                if isinstance(reconnect_backoff, DefaultType)
+                else reconnect_backoff
+            ),
+        )
+        return copy
+
     def __repr__(self) -> str:
         return f"<cyberun.Client base_url={self.base_url!r} transport={self._transport!r}>"
 
@@ -452,13 +542,18 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Stop every wait and stream in progress (tasks keep running) and release connections."""
+        """Stop every wait and stream in progress (tasks keep running) and release connections.
+
+        A copy made by [`with_options`][cyberun.Client.with_options] stops its own waits
+        and leaves the shared transport open.
+        """
         with self._lock:
             self._closed = True
             controls = list(self._controls)
         for control in controls:
             control.interrupt()
-        self._transport.close()
+        if self._owns_transport:
+            self._transport.close()
 
     @property
     def transport(self) -> Transport:
@@ -735,7 +830,11 @@ class Client:
                 if on_event is not None:
                     on_event(event)
                 if isinstance(event, CompletedEvent):
-                    return self._api_for(control).get_result(task_id)
+                    try:
+                        return self._api_for(control).get_result(task_id)
+                    except TransportError:
+                        control.check()  # ended by the wait's stop or deadline: say so
+                        raise
                 if isinstance(event, FailedEvent):
                     message = event.error or "no error message"
                     raise TaskFailed(
@@ -774,15 +873,18 @@ class Client:
             )
 
         if mode == "poll":
-            return poll()
-        return follow_stream(
-            api,
-            task_id,
-            control=control,
-            progression=progression,
-            settings=self.stream_settings,
-            timeout=self.timeout,
-            poll=poll,
+            return _ended_by(control, poll())
+        return _ended_by(
+            control,
+            follow_stream(
+                api,
+                task_id,
+                control=control,
+                progression=progression,
+                settings=self.stream_settings,
+                timeout=self.timeout,
+                poll=poll,
+            ),
         )
 
     def _control(self, timeout: Optional[float], stop: Optional[threading.Event]) -> Control:
@@ -798,8 +900,8 @@ class Client:
             self._controls.discard(control)
 
     def _api_for(self, control: Control) -> Endpoints:
-        """The endpoint layer with retry sleeps that honour this wait's stop and deadline."""
-        return self._api.derive(retry=self.retry.replace(sleep=control.sleep))
+        """The endpoint layer whose requests (and retry waits) end with this wait."""
+        return self._api.scoped(deadline=control.deadline, cancel=control.token)
 
     # -- results -------------------------------------------------------------------------------
 
@@ -1144,6 +1246,20 @@ def _file_name(value: Any) -> str:
     return os.path.basename(str(name)) if name else "upload.bin"
 
 
+def _ended_by(control: Control, events: Iterator[TaskEvent]) -> Iterator[TaskEvent]:
+    """``events``, where a request ended by the wait's stop or deadline says so.
+
+    The endpoint layer carries the wait's cancel token and deadline, so an
+    interrupt or the deadline ends a request in flight with a transport
+    error; following reports it as ``Stopped`` / ``DeadlineReached``.
+    """
+    try:
+        yield from events
+    except TransportError:
+        control.check()
+        raise
+
+
 def _check_mode(mode: object) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -1284,7 +1400,7 @@ class _Batch:
             self._report(task_id, result=result)
 
     def _poller(self) -> None:
-        api = self.client._api.derive(retry=self.client.retry.replace(sleep=self.deadline.sleep))
+        api = self.client._api.scoped(deadline=self.deadline.deadline, cancel=self.deadline.token)
         try:
             while not self.stop.is_set():
                 with self.lock:
@@ -1298,6 +1414,7 @@ class _Batch:
                     except (Stopped, DeadlineReached):
                         raise
                     except Exception as exc:
+                        self.deadline.check()  # a stop or the deadline ended the request
                         self._report(task_id, error=exc)
                         continue
                     self._poll_outcome(api, task_id, task)
@@ -1317,6 +1434,7 @@ class _Batch:
             try:
                 self._report(task_id, result=api.get_result(task_id))
             except Exception as exc:
+                self.deadline.check()  # a stop or the deadline ended the request
                 self._report(task_id, error=exc)
         elif status == "failed":
             message = f"task {task_id} failed: {task.task_error}"

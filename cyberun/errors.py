@@ -21,6 +21,7 @@ CyberunError
 │   ├── ConnectTimeoutError      (also TimeoutError)
 │   ├── ReadTimeoutError         (also TimeoutError)
 │   ├── ReadError
+│   ├── RequestCancelled
 │   └── TooManyRedirects
 ├── SubmissionUncertain
 ├── APIError
@@ -67,6 +68,7 @@ __all__ = [
     "RateLimited",
     "ReadError",
     "ReadTimeoutError",
+    "RequestCancelled",
     "SSELimitError",
     "ServerError",
     "StreamError",
@@ -173,6 +175,15 @@ class ReadError(TransportError):
 
     Covers resets, a peer that closed early, and a body shorter than its
     ``Content-Length``. The request may have reached the server.
+    """
+
+
+class RequestCancelled(TransportError):
+    """The request was cancelled through its [`CancelToken`][cyberun.CancelToken].
+
+    Raised promptly, whichever stage the request had reached (waiting to be
+    sent, connecting, waiting for the answer, reading its body). A request
+    cancelled after it was sent may still have reached the server.
     """
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, Optional, Union
 
 import attrs
 
 from .errors import ConnectError, ConnectTimeoutError, ReadError, ReadTimeoutError, TransportError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .transports._base import CancelToken
 
 __all__ = ["RetryPolicy"]
 
@@ -174,6 +177,23 @@ class RetryPolicy:
         if isinstance(error, (ReadError, ReadTimeoutError)):
             return self.method_may_repeat(method, idempotent)
         return False
+
+    # -- waiting -------------------------------------------------------------------
+
+    def pause(self, seconds: float, cancel: Optional[CancelToken] = None) -> bool:
+        """Wait ``seconds`` before a retry; return False at once if ``cancel`` fires.
+
+        With the default ``sleep`` the wait is on the token itself, so a
+        cancel from another thread ends it at once; an injected ``sleep`` (a
+        test's fake clock) is called as it is and the token checked after.
+        """
+        if cancel is None:
+            self.sleep(seconds)
+            return True
+        if self.sleep is time.sleep:
+            return not cancel.wait(seconds)
+        self.sleep(seconds)
+        return not cancel.cancelled
 
     # -- timing (pure) -----------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import platform
+import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
@@ -791,3 +793,67 @@ def test_presign_request() -> None:
         "file_size": 3,
         "content_type": "application/zip",
     }  # type: ignore[arg-type]
+
+
+# --- scoped: a deadline and a cancel token on every request ---------------------------------
+
+
+def _retry_later(request: Request) -> Response:
+    return json_response(503, {"error": "busy"}, {"Retry-After": "30"})
+
+
+def _really_waiting(router: Router) -> Endpoints:
+    # The default sleep: a cancel must end the real wait, not a fake one.
+    endpoints, _ = make(router)
+    endpoints.retry = RetryPolicy(attempts=4, retry_after_max=60)
+    return endpoints
+
+
+def test_scoped_requests_carry_the_deadline_and_the_cancel_token() -> None:
+    from cyberun.transports import CancelToken
+
+    router = Router().on("GET", f"/api/v1/r/tasks/{TASK}", json_response(200, TASK_JSON))
+    endpoints, transport = make(router)
+    token = CancelToken()
+    scoped = endpoints.scoped(deadline=time.monotonic() + 60, cancel=token)
+    scoped.get_task(TASK)
+    endpoints.get_task(TASK)
+    assert transport.requests[0].cancel is token and transport.requests[0].deadline is not None
+    assert transport.requests[1].cancel is None and transport.requests[1].deadline is None
+    later = scoped.scoped(deadline=time.monotonic() + 120)
+    assert later._deadline == scoped._deadline  # the earlier deadline wins
+    assert not hasattr(endpoints, "derive")
+
+
+def test_a_cancel_ends_a_retry_wait_at_once() -> None:
+    from cyberun.errors import RequestCancelled
+    from cyberun.transports import CancelToken
+
+    router = Router().on("GET", f"/api/v1/r/tasks/{TASK}", _retry_later)
+    endpoints = _really_waiting(router)
+    token = CancelToken()
+    threading.Timer(0.2, token.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(RequestCancelled, match="waiting to retry"):
+        endpoints.scoped(cancel=token).get_task(TASK)
+    assert time.monotonic() - started < 1.0  # not the 30 s the server asked for
+
+
+def test_a_retry_that_would_outlast_the_deadline_is_not_waited_for() -> None:
+    router = Router().on("GET", f"/api/v1/r/tasks/{TASK}", _retry_later)
+    endpoints = _really_waiting(router)
+    started = time.monotonic()
+    with pytest.raises(ServerError) as info:
+        endpoints.scoped(deadline=time.monotonic() + 5).get_task(TASK)
+    assert time.monotonic() - started < 1.0
+    assert info.value.retry_after == 30
+
+
+def test_a_deadline_that_has_passed_sends_nothing() -> None:
+    from cyberun.errors import ConnectTimeoutError
+
+    router = Router().on("GET", f"/api/v1/r/tasks/{TASK}", json_response(200, TASK_JSON))
+    endpoints, transport = make(router)
+    with pytest.raises(ConnectTimeoutError, match="deadline"):
+        endpoints.scoped(deadline=time.monotonic() - 1).get_task(TASK)
+    assert transport.requests == []

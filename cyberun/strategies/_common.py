@@ -18,7 +18,7 @@ from ..models import (
     TaskEvent,
     TaskStatus,
 )
-from ..transports._base import Response
+from ..transports._base import CancelToken, Response
 
 __all__ = [
     "Control",
@@ -63,6 +63,8 @@ class Control:
         self.clock = clock
         self.deadline: Optional[float] = None if timeout is None else clock() + timeout
         self.stop = stop
+        #: Cancels the requests of this wait (``interrupt()`` fires it).
+        self.token: CancelToken = CancelToken() if stop is None else _StopAwareToken(stop)
         self._interrupted = threading.Event()
         self._lock = threading.Lock()
         self._responses: Set[Response] = set()
@@ -127,6 +129,7 @@ class Control:
     def interrupt(self) -> None:
         """Stop following from any thread: close what is being read, end waits."""
         self._interrupted.set()
+        self.token.cancel()
         with self._lock:
             responses = list(self._responses)
         for response in responses:
@@ -134,6 +137,33 @@ class Control:
                 response.close()
             except Exception:  # pragma: no cover - closing must not raise
                 logger.debug("closing an interrupted response failed", exc_info=True)
+
+
+class _StopAwareToken(CancelToken):
+    """A cancel token that also counts as cancelled once the user's stop event is set.
+
+    Its ``wait`` (the pipeline's wait between retries) polls that event, so
+    a stop ends a retry backoff as promptly as an interrupt does.
+    """
+
+    __slots__ = ("_stop",)
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set() or super().cancelled
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.cancelled:
+            left = 0.05 if end is None else min(0.05, end - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
 
 
 _RANK: Dict[str, int] = {

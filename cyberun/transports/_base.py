@@ -9,6 +9,8 @@ transport errors, with the backend's exception chained.
 from __future__ import annotations
 
 import enum
+import logging
+import threading
 from typing import (
     IO,
     Any,
@@ -34,6 +36,7 @@ __all__ = [
     "DEFAULT",
     "BaseTransport",
     "Body",
+    "CancelToken",
     "DefaultType",
     "Headers",
     "Request",
@@ -42,6 +45,9 @@ __all__ = [
     "Transport",
     "iter_body",
 ]
+
+
+logger: logging.Logger = logging.getLogger("cyberun")
 
 
 class DefaultType(enum.Enum):
@@ -113,6 +119,93 @@ class Headers(MutableMapping[str, str]):
         return f"Headers({sorted(self)!r})"
 
 
+class CancelToken:
+    """A one-way switch that cancels the requests carrying it, from any thread.
+
+    Give it to [`Request`][cyberun.Request] (or to
+    [`Endpoints.scoped`][cyberun.api.Endpoints.scoped]); calling
+    [`cancel`][cyberun.CancelToken.cancel] from another thread ends those
+    requests promptly, at whatever stage they are (waiting to retry,
+    connecting, waiting for the headers, reading the body), with
+    [`RequestCancelled`][cyberun.RequestCancelled]:
+
+    ```python
+    import threading
+
+    from cyberun import CancelToken
+
+    token = CancelToken()
+    threading.Timer(0.01, token.cancel).start()
+    assert token.wait(5) and token.cancelled
+    ```
+
+    Thread-safe; cancelling is idempotent and cannot be undone.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_lock")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: List[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        """True once [`cancel`][cyberun.CancelToken.cancel] has been called."""
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        """Cancel (any thread, any number of times): run every callback once."""
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _run_callback(callback)
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """Block until cancelled or ``timeout`` seconds pass (None: no limit).
+
+        Returns:
+            True once cancelled, False when the time ran out first.
+        """
+        return self._event.wait(timeout)
+
+    def add_callback(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` once when cancelled (at once if already cancelled).
+
+        Callbacks run in the thread that cancels; they must be quick and must
+        not raise (an exception is logged and ignored).
+
+        Returns:
+            A function that removes the callback (harmless once it has run).
+        """
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return lambda: self._remove(callback)
+        _run_callback(callback)
+        return lambda: None
+
+    def _remove(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            try:
+                self._callbacks.remove(callback)
+            except ValueError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<CancelToken {'cancelled' if self.cancelled else 'active'}>"
+
+
+def _run_callback(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # a cancel must reach every other callback
+        logger.debug("a cancel callback failed", exc_info=True)
+
+
 #: What a request body may be: bytes, a binary file object, or an iterable of
 #: byte chunks (streamed, never read whole into memory).
 Body = Union[bytes, IO[bytes], Iterable[bytes]]
@@ -128,9 +221,22 @@ class Request:
         body: ``None``, bytes, a binary file object or an iterable of bytes.
             File objects and iterables are streamed; give a
             ``Content-Length`` header for them when the size is known.
+        deadline: an absolute ``time.monotonic()`` time the
+            request must not outlast: transports raise
+            [`ConnectTimeoutError`][cyberun.ConnectTimeoutError] or
+            [`ReadTimeoutError`][cyberun.ReadTimeoutError] once it passes,
+            while connecting, waiting for the headers or reading the body (a
+            body that trickles in cannot outlast it). None: only the
+            [`Timeout`][cyberun.Timeout] applies.
+        cancel: a [`CancelToken`][cyberun.CancelToken] whose ``cancel()``
+            ends the request promptly with
+            [`RequestCancelled`][cyberun.RequestCancelled].
+
+    A transport of your own may ignore ``deadline`` and ``cancel``; the SDK
+    still checks both before each attempt and while waiting to retry.
     """
 
-    __slots__ = ("body", "headers", "method", "url")
+    __slots__ = ("body", "cancel", "deadline", "headers", "method", "url")
 
     def __init__(
         self,
@@ -138,11 +244,16 @@ class Request:
         url: str,
         headers: Union[Mapping[str, str], Iterable[Tuple[str, str]], None] = None,
         body: Optional[Body] = None,
+        *,
+        deadline: Optional[float] = None,
+        cancel: Optional[CancelToken] = None,
     ) -> None:
         self.method: str = method.upper()
         self.url: str = url
         self.headers: Headers = Headers(headers)
         self.body: Optional[Body] = body
+        self.deadline: Optional[float] = deadline
+        self.cancel: Optional[CancelToken] = cancel
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {redact_url(self.url)}>"

@@ -11,11 +11,21 @@ credential can only come from the SDK, which sends it to the API host alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+import functools
+import socket
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from ..errors import ConnectError, ConnectTimeoutError, ReadError, TLSError, TransportError
-from ._base import BaseTransport, Request, Response, Timeout, checked_url, iter_body
-from .urllib3 import map_urllib3_error, urllib3_response
+from ..errors import (
+    ConnectError,
+    ConnectTimeoutError,
+    ReadError,
+    RequestCancelled,
+    TLSError,
+    TransportError,
+)
+from ._base import BaseTransport, Request, Response, Timeout, checked_url
+from ._sockets import RequestScope, bound
+from .urllib3 import checked_body, map_urllib3_error, urllib3_response, use_scoped_pools
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
@@ -38,7 +48,7 @@ class _Sized:
         self.length = length
 
     def __iter__(self) -> Any:
-        return iter_body(self.body)
+        return iter(self.body)
 
     def __len__(self) -> int:
         return self.length
@@ -57,7 +67,12 @@ class RequestsTransport(BaseTransport):
 
         self._requests = requests
         self._own = session is None
-        self.session: requests.Session = session if session is not None else requests.Session()
+        if session is None:
+            session = requests.Session()
+            adapter = _scoped_adapter_class()()
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session: requests.Session = session
 
     def __repr__(self) -> str:
         own = "" if self._own else "session=<yours>"
@@ -66,6 +81,7 @@ class RequestsTransport(BaseTransport):
     def send(self, request: Request, *, timeout: Timeout) -> Response:
         """Send the request; see [`Transport`][cyberun.Transport]."""
         checked_url(request.method, request.url)
+        scope = RequestScope.of(request, timeout)
         headers: Dict[str, Optional[str]] = dict(request.headers.items())
         for name in _CREDENTIAL_HEADERS:
             if name not in request.headers:
@@ -75,30 +91,42 @@ class RequestsTransport(BaseTransport):
             if not callable(getattr(body, "read", None)):
                 length = request.headers.get("Content-Length")
                 # requests streams a sized body as is; an unsized one goes chunked.
-                body = _Sized(body, int(length)) if length else iter_body(body)
+                body = checked_body(body, scope)
+                body = _Sized(body, int(length)) if length else body
         try:
-            response = self.session.request(
-                request.method,
-                request.url,
-                headers=headers,
-                data=body,
-                stream=True,
-                allow_redirects=False,
-                timeout=(timeout.connect, timeout.read),  # type: ignore[arg-type]
-                auth=_no_auth,
-                # Given per request, the session's own settings win over
-                # REQUESTS_CA_BUNDLE and *_PROXY, which requests otherwise
-                # lets override them (requests issues #3829 and #2018).
-                verify=self.session.verify,
-                proxies=dict(self.session.proxies),
-            )
+            if scope is not None:
+                scope.check()
+            with bound(scope):
+                response = self.session.request(
+                    request.method,
+                    request.url,
+                    headers=headers,
+                    data=body,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=_timeouts(timeout, scope),  # type: ignore[arg-type]
+                    auth=_no_auth,
+                    # Given per request, the session's own settings win over
+                    # REQUESTS_CA_BUNDLE and *_PROXY, which requests otherwise
+                    # lets override them (requests issues #3829 and #2018).
+                    verify=self.session.verify,
+                    proxies=dict(self.session.proxies),
+                )
         except Exception as exc:
-            raise self._map_error(exc, request) from exc
-        return urllib3_response(response.raw, request.method, request.url)
+            if scope is not None:
+                scope.release()
+            raise self._map_error(exc, request, scope) from exc
+        return urllib3_response(response.raw, request.method, request.url, scope)
 
-    def _map_error(self, exc: BaseException, request: Request) -> TransportError:
+    def _map_error(
+        self, exc: BaseException, request: Request, scope: Optional[RequestScope]
+    ) -> TransportError:
         rex = self._requests.exceptions
         method, url = request.method, request.url
+        if scope is not None and scope.cancelled:
+            return RequestCancelled("the request was cancelled", method=method)
+        if isinstance(exc, TransportError):
+            return exc
         # requests wraps urllib3's exception as its first argument: map that
         # one, which says whether the request was ever sent.
         cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
@@ -123,3 +151,32 @@ class RequestsTransport(BaseTransport):
         """Close the session this transport made; a session you passed in stays open."""
         if self._own:
             self.session.close()
+
+
+def _timeouts(
+    timeout: Timeout, scope: Optional[RequestScope]
+) -> Tuple[Optional[float], Optional[float]]:
+    if scope is None:
+        return (timeout.connect, timeout.read)
+    try:
+        return (scope.connect_timeout(timeout.connect), scope.read_timeout())
+    except socket.timeout:
+        raise ConnectTimeoutError("the request's deadline passed before it was sent") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _scoped_adapter_class() -> Any:
+    """An ``HTTPAdapter`` whose pools honour each request's deadline and cancel token."""
+    from requests.adapters import HTTPAdapter
+
+    class ScopedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)  # type: ignore[no-untyped-call]
+            use_scoped_pools(self.poolmanager)
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)  # type: ignore[no-untyped-call]
+            use_scoped_pools(manager)
+            return manager
+
+    return ScopedAdapter

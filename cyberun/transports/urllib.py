@@ -25,10 +25,12 @@ from ..errors import (
     ConnectTimeoutError,
     ReadError,
     ReadTimeoutError,
+    RequestCancelled,
     TLSError,
     TransportError,
 )
 from ._base import BaseTransport, Request, Response, Timeout, checked_url, iter_body
+from ._sockets import RequestScope, TimedHTTPResponse, bound, create_connection
 
 __all__ = ["UrllibTransport"]
 
@@ -105,6 +107,11 @@ class UrllibTransport(BaseTransport):
         if self._closed:
             raise ConnectError("the transport is closed", url=redact_url(request.url))
         parts = checked_url(request.method, request.url)
+        method = request.method
+        url = redact_url(request.url)
+        scope = RequestScope.of(request, timeout)
+        if scope is not None:
+            scope.check(method, url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         proxy = self._proxy_for(parts.scheme, host)
@@ -113,25 +120,28 @@ class UrllibTransport(BaseTransport):
         fresh = conn is None
         if conn is None:
             conn = self._new_connection(parts.scheme, host, port, proxy, timeout)
-        method = request.method
-        url = redact_url(request.url)
-        if fresh:
+        with bound(scope):
+            if fresh:
+                try:
+                    conn.connect()
+                except Exception as exc:
+                    conn.close()
+                    _release(scope)
+                    raise _connect_error(exc, method, url, scope) from exc
+            sock = conn.sock
             try:
-                conn.connect()
+                if scope is not None:
+                    scope.watch(sock)
+                if sock is not None:
+                    sock.settimeout(timeout.read if scope is None else scope.read_timeout())
+                target = request.url if (proxy and parts.scheme == "http") else _path(parts)
+                self._send_request(conn, method, target, request, scope)
+                response = conn.getresponse()
             except Exception as exc:
                 conn.close()
-                raise _connect_error(exc, method, url) from exc
-        sock = conn.sock
-        try:
-            if sock is not None:
-                sock.settimeout(timeout.read)
-            target = request.url if (proxy and parts.scheme == "http") else _path(parts)
-            self._send_request(conn, method, target, request)
-            response = conn.getresponse()
-        except Exception as exc:
-            conn.close()
-            raise _read_error(exc, method, url) from exc
-        return self._wrap(response, conn, sock, key, request, method)
+                _release(scope)
+                raise _read_error(exc, method, url, scope) from exc
+        return self._wrap(response, conn, sock, key, request, method, scope)
 
     def close(self) -> None:
         """Close every pooled connection. Responses still open keep their own."""
@@ -157,7 +167,21 @@ class UrllibTransport(BaseTransport):
     def _new_connection(
         self, scheme: str, host: str, port: int, proxy: Optional[str], timeout: Timeout
     ) -> http.client.HTTPConnection:
-        connect_timeout = timeout.connect
+        conn = self._plain_or_proxied(scheme, host, port, proxy, timeout.connect)
+        # Connect and read through the helpers that honour a request's
+        # deadline and cancel token (plain http.client when it has neither).
+        conn._create_connection = create_connection  # type: ignore[attr-defined]
+        conn.response_class = TimedHTTPResponse
+        return conn
+
+    def _plain_or_proxied(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        proxy: Optional[str],
+        connect_timeout: Optional[float],
+    ) -> http.client.HTTPConnection:
         if proxy is None:
             if scheme == "https":
                 return http.client.HTTPSConnection(
@@ -211,7 +235,11 @@ class UrllibTransport(BaseTransport):
 
     @staticmethod
     def _send_request(
-        conn: http.client.HTTPConnection, method: str, target: str, request: Request
+        conn: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        request: Request,
+        scope: Optional[RequestScope],
     ) -> None:
         conn.putrequest(method, target, skip_accept_encoding=True)
         for name, value in getattr(conn, "proxy_headers", {}).items():
@@ -235,6 +263,8 @@ class UrllibTransport(BaseTransport):
             for chunk in iter_body(body, _CHUNK):
                 if not chunk:
                     continue
+                if scope is not None:
+                    scope.check()
                 conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             if chunked:
                 conn.send(b"0\r\n\r\n")
@@ -247,6 +277,7 @@ class UrllibTransport(BaseTransport):
         key: _PoolKey,
         request: Request,
         method: str,
+        scope: Optional[RequestScope],
     ) -> Response:
         state = {"done": False}
         url = redact_url(request.url)
@@ -258,7 +289,7 @@ class UrllibTransport(BaseTransport):
                 except Exception as exc:
                     if state["done"]:
                         return  # closed from another thread: stop quietly
-                    raise _read_error(exc, method, url) from exc
+                    raise _read_error(exc, method, url, scope) from exc
                 if not chunk:
                     break
                 yield chunk
@@ -269,11 +300,13 @@ class UrllibTransport(BaseTransport):
                     url=url,
                 )
             state["complete"] = True
+            _release(scope)
 
         def close() -> None:
             if state["done"]:
                 return
             state["done"] = True
+            _release(scope)
             if state.get("complete") and not response.will_close:
                 response.close()
                 self._checkin(key, conn)
@@ -289,6 +322,11 @@ class UrllibTransport(BaseTransport):
 
         headers = list(response.getheaders())
         return Response(response.status, headers, stream=stream(), close=close, url=request.url)
+
+
+def _release(scope: Optional[RequestScope]) -> None:
+    if scope is not None:
+        scope.release()
 
 
 class _ProxyConnection(http.client.HTTPConnection):
@@ -335,7 +373,11 @@ def _ssl_context(
     return context
 
 
-def _connect_error(exc: BaseException, method: str, url: str) -> TransportError:
+def _connect_error(
+    exc: BaseException, method: str, url: str, scope: Optional[RequestScope] = None
+) -> TransportError:
+    if scope is not None and scope.cancelled:
+        return RequestCancelled("the request was cancelled", method=method, url=url)
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, socket.timeout):
@@ -345,7 +387,11 @@ def _connect_error(exc: BaseException, method: str, url: str) -> TransportError:
     return ConnectError(f"could not connect to {url}: {exc}", method=method, url=url)
 
 
-def _read_error(exc: BaseException, method: str, url: str) -> TransportError:
+def _read_error(
+    exc: BaseException, method: str, url: str, scope: Optional[RequestScope] = None
+) -> TransportError:
+    if scope is not None and scope.cancelled:
+        return RequestCancelled("the request was cancelled", method=method, url=url)
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, socket.timeout):

@@ -6,9 +6,10 @@ Also home of the urllib3 response streaming and error mapping that
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from .._redact import redact_url
@@ -17,10 +18,12 @@ from ..errors import (
     ConnectTimeoutError,
     ReadError,
     ReadTimeoutError,
+    RequestCancelled,
     TLSError,
     TransportError,
 )
-from ._base import BaseTransport, Request, Response, Timeout, checked_url, iter_body
+from ._base import BaseTransport, Body, Request, Response, Timeout, checked_url, iter_body
+from ._sockets import RequestScope, TimedHTTPResponse, bound, create_connection, current
 from .urllib import environment_proxy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,6 +77,8 @@ class Urllib3Transport(BaseTransport):
             self._pool_kwargs["key_file"] = keyfile
         self._trust_env = trust_env
         self._pool = pool if pool is not None else urllib3.PoolManager(**self._pool_kwargs)
+        if pool is None:
+            use_scoped_pools(self._pool)
         self._proxy_pools: Dict[str, urllib3.ProxyManager] = {}
 
     def __repr__(self) -> str:
@@ -88,37 +93,44 @@ class Urllib3Transport(BaseTransport):
         if not proxy:
             return self._pool
         if proxy not in self._proxy_pools:
-            self._proxy_pools[proxy] = self._urllib3.ProxyManager(proxy, **self._pool_kwargs)
+            manager = self._urllib3.ProxyManager(proxy, **self._pool_kwargs)
+            use_scoped_pools(manager)
+            self._proxy_pools[proxy] = manager
         return self._proxy_pools[proxy]
 
     def send(self, request: Request, *, timeout: Timeout) -> Response:
         """Send the request; see [`Transport`][cyberun.Transport]."""
-        urllib3 = self._urllib3
         checked_url(request.method, request.url)
-        body: Any = request.body
+        scope = RequestScope.of(request, timeout)
         headers = dict(request.headers.items())
         chunked = False
+        body: Any = request.body
         if body is not None and not isinstance(body, (bytes, bytearray)):
             chunked = "content-length" not in request.headers
-            body = iter_body(body, _CHUNK)
+            body = checked_body(body, scope)
         try:
-            raw = self._pool_for(request.url).urlopen(
-                request.method,
-                request.url,
-                body=body,
-                headers=headers,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                decode_content=False,
-                assert_same_host=False,
-                chunked=chunked,
-                timeout=urllib3.Timeout(connect=timeout.connect, read=timeout.read),
-                enforce_content_length=True,
-            )
+            if scope is not None:
+                scope.check()
+            with bound(scope):
+                raw = self._pool_for(request.url).urlopen(
+                    request.method,
+                    request.url,
+                    body=body,
+                    headers=headers,
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                    decode_content=False,
+                    assert_same_host=False,
+                    chunked=chunked,
+                    timeout=urllib3_timeout(timeout, scope),
+                    enforce_content_length=True,
+                )
         except Exception as exc:
-            raise map_urllib3_error(exc, request.method, request.url) from exc
-        return urllib3_response(raw, request.method, request.url)
+            if scope is not None:
+                scope.release()
+            raise map_urllib3_error(exc, request.method, request.url, scope) from exc
+        return urllib3_response(raw, request.method, request.url, scope)
 
     def close(self) -> None:
         """Close the pool this transport made; a pool you passed in stays open."""
@@ -129,12 +141,16 @@ class Urllib3Transport(BaseTransport):
             self._pool.clear()
 
 
-def urllib3_response(raw: Any, method: str, url: str) -> Response:
+def urllib3_response(
+    raw: Any, method: str, url: str, scope: Optional[RequestScope] = None
+) -> Response:
     """Wrap a urllib3 response (``preload_content=False``) as a streaming Response.
 
     ``close()`` is safe from another thread: it shuts the socket down first
     (unblocking a read in progress) and leaves the rest of the cleanup to the
-    reading thread, so it never waits behind that thread's lock.
+    reading thread, so it never waits behind that thread's lock. With a
+    ``scope``, every read honours the request's deadline and cancel token,
+    also over a pool of the user's (whose sockets the SDK did not open).
     """
     state: Dict[str, bool] = {
         "done": False,
@@ -147,8 +163,16 @@ def urllib3_response(raw: Any, method: str, url: str) -> Response:
     read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3
     fp = getattr(raw, "_fp", None)  # http.client response underneath (older urllib3)
     sock = _socket_of(raw)  # captured now: "Connection: close" detaches it later
+    if scope is not None:
+        scope.watch(sock)
 
     def next_chunk() -> bytes:
+        if scope is not None:
+            scope.check(method, safe_url)
+            if sock is not None and getattr(raw, "_connection", None) is not None:
+                # Only while the connection is still this response's: once
+                # the body is in, urllib3 hands it back to the pool.
+                sock.settimeout(scope.read_timeout())
         if read1 is not None:
             return read1(_CHUNK)  # type: ignore[no-any-return]
         if fp is not None and hasattr(fp, "read1"):
@@ -167,6 +191,8 @@ def urllib3_response(raw: Any, method: str, url: str) -> Response:
             if state["released"]:
                 return
             state["released"] = True
+        if scope is not None:
+            scope.release()
         if not state["complete"]:
             raw.close()
         raw.release_conn()
@@ -180,13 +206,17 @@ def urllib3_response(raw: Any, method: str, url: str) -> Response:
                 except Exception as exc:
                     if state["done"]:
                         return  # closed from another thread: stop quietly
-                    raise map_urllib3_error(exc, method, url) from exc
+                    raise map_urllib3_error(exc, method, url, scope) from exc
                 finally:
                     state["reading"] = False
                 if not chunk:
+                    if scope is not None:
+                        scope.check(method, safe_url)  # a cancel's shutdown reads as the end
                     break
                 yield chunk
             state["complete"] = True
+            if scope is not None:
+                scope.release()
         finally:
             if state["done"]:
                 release()  # a close() from another thread left this to us
@@ -231,11 +261,19 @@ def _interrupt(raw: Any, sock: Optional[socket.socket]) -> None:
             pass
 
 
-def map_urllib3_error(exc: BaseException, method: str, url: str) -> TransportError:
-    """Translate a urllib3 (or socket/http.client) exception to the SDK's most specific error."""
+def map_urllib3_error(
+    exc: BaseException, method: str, url: str, scope: Optional[RequestScope] = None
+) -> TransportError:
+    """Translate a urllib3 (or socket/http.client) exception to the SDK's most specific error.
+
+    A cancelled request is [`RequestCancelled`][cyberun.RequestCancelled] whatever the
+    shutdown of its socket looked like to the library.
+    """
     import urllib3.exceptions as e
 
     safe_url = redact_url(url)
+    if scope is not None and scope.cancelled:
+        return RequestCancelled("the request was cancelled", method=method, url=safe_url)
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, e.MaxRetryError) and exc.reason is not None:
@@ -268,3 +306,117 @@ def _is_short_body(cause: Any) -> bool:
 
     name = type(cause).__name__
     return isinstance(cause, http.client.IncompleteRead) or name == "IncompleteRead"
+
+
+def urllib3_timeout(timeout: Timeout, scope: Optional[RequestScope]) -> Any:
+    """A ``urllib3.Timeout`` for this request: the connect and read timeouts, cut to its deadline.
+
+    Raises:
+        ConnectTimeoutError: the deadline has already passed.
+    """
+    import urllib3
+
+    connect, read = timeout.connect, timeout.read
+    if scope is not None:
+        try:
+            connect = scope.connect_timeout(connect)
+            read = scope.read_timeout()
+        except socket.timeout:
+            raise ConnectTimeoutError("the request's deadline passed before it was sent") from None
+    return urllib3.Timeout(connect=connect, read=read)
+
+
+def checked_body(body: Body, scope: Optional[RequestScope]) -> Iterator[bytes]:
+    """A streamed request body that stops with RequestCancelled once the request is cancelled."""
+    for chunk in iter_body(body, _CHUNK):
+        if scope is not None:
+            scope.check()
+        yield chunk
+
+
+def use_scoped_pools(manager: Any) -> None:
+    """Make a pool manager the SDK created open its connections through `_sockets`.
+
+    Its connections then honour each request's deadline on connect and on
+    every read, and a cancel shuts their socket down. Managers with pool
+    classes of their own (SOCKS) are left as they are.
+    """
+    import urllib3.poolmanager
+
+    if manager.pool_classes_by_scheme == urllib3.poolmanager.pool_classes_by_scheme:
+        manager.pool_classes_by_scheme = _scoped_pool_classes()
+
+
+@functools.lru_cache(maxsize=None)
+def _scoped_pool_classes() -> Dict[str, Any]:
+    from urllib3 import connection, connectionpool
+
+    class ScopedHTTPConnection(connection.HTTPConnection):
+        response_class = TimedHTTPResponse
+
+        def _new_conn(self) -> Any:
+            return _scoped_socket(self, super()._new_conn)
+
+    class ScopedHTTPSConnection(connection.HTTPSConnection):
+        response_class = TimedHTTPResponse
+
+        def _new_conn(self) -> Any:
+            return _scoped_socket(self, super()._new_conn)
+
+    class ScopedHTTPConnectionPool(connectionpool.HTTPConnectionPool):
+        ConnectionCls = ScopedHTTPConnection
+
+        def _get_conn(self, timeout: Optional[float] = None) -> Any:
+            return _checked_out(super()._get_conn(timeout))
+
+        def _put_conn(self, conn: Any) -> None:
+            super()._put_conn(_checked_in(conn))
+
+    class ScopedHTTPSConnectionPool(connectionpool.HTTPSConnectionPool):
+        ConnectionCls = ScopedHTTPSConnection
+
+        def _get_conn(self, timeout: Optional[float] = None) -> Any:
+            return _checked_out(super()._get_conn(timeout))
+
+        def _put_conn(self, conn: Any) -> None:
+            super()._put_conn(_checked_in(conn))
+
+    return {"http": ScopedHTTPConnectionPool, "https": ScopedHTTPSConnectionPool}
+
+
+def _checked_out(conn: Any) -> Any:
+    """A connection leaves the pool for the current request: a cancel may shut it down."""
+    scope = current()
+    conn._cyberun_scope = scope
+    if scope is not None:
+        scope.watch(getattr(conn, "sock", None))
+    return conn
+
+
+def _checked_in(conn: Any) -> Any:
+    """A connection goes back to the pool: its request's cancel must never reach it again."""
+    scope = getattr(conn, "_cyberun_scope", None)
+    if scope is not None:
+        conn._cyberun_scope = None
+        scope.release()
+    return conn
+
+
+def _scoped_socket(conn: Any, default: Callable[[], Any]) -> Any:
+    """What urllib3's ``_new_conn`` does, through `create_connection`, raising urllib3's errors."""
+    if current() is None:
+        return default()
+    import urllib3.exceptions as e
+
+    try:
+        return create_connection(
+            (conn._dns_host, conn.port), conn.timeout, conn.source_address, conn.socket_options
+        )
+    except socket.gaierror as exc:
+        raise e.NewConnectionError(conn, f"Failed to resolve {conn.host!r} ({exc})") from exc
+    except socket.timeout as exc:
+        raise e.ConnectTimeoutError(
+            conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
+        ) from exc
+    except OSError as exc:
+        raise e.NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from exc

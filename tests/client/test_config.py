@@ -193,3 +193,45 @@ def test_run_passes_options_and_extra_body_through() -> None:
         "tool_type": "comfyui",
         "priority": "high",
     }
+
+
+# --- with_options ------------------------------------------------------------------------------
+
+
+def test_with_options_is_a_configured_copy_sharing_the_transport() -> None:
+    closed: List[int] = []
+    transport = recording_transport()
+    transport.close = lambda: closed.append(1)  # type: ignore[method-assign]
+    client = cyberun.Client("sk-x", transport=transport, retry=5, poll_interval=2.0)
+    copy = client.with_options(timeout=(1, 2), reconnect_backoff=0.25)
+    assert copy.transport is transport and copy.base_url == client.base_url
+    assert copy.timeout == cyberun.Timeout(1, 2) and client.timeout == cyberun.Timeout()
+    assert copy.retry.attempts == 5 and copy.poll_interval == 2.0  # kept
+    assert copy.stream_settings.reconnect_backoff == 0.25
+    assert client.stream_settings.reconnect_backoff == 0.5
+    copy.get_task("t")
+    assert transport.requests[-1].headers["Authorization"] == "Bearer sk-x"
+    copy.close()
+    assert closed == []  # closing a copy never closes the shared transport
+    client.get_task("t")  # and the original keeps working
+    client.close()
+    assert closed == [1]
+
+
+def test_with_options_lets_a_caller_turn_retries_off() -> None:
+    answers = [Response(503, content=b'{"error": "busy"}'), Response(200, content=b'{"id": "t"}')]
+    transport = MockTransport(lambda request: answers.pop(0))
+    client = cyberun.Client("sk-x", transport=transport, retry=cyberun.RetryPolicy(backoff=0))
+    with pytest.raises(cyberun.ServerError):
+        client.with_options(retry=cyberun.RetryPolicy.never()).get_task("t")
+    assert len(transport.requests) == 1
+    assert client.get_task("t").id == "t"
+
+
+def test_with_options_refuses_what_a_copy_cannot_change() -> None:
+    client = cyberun.Client("sk-x", transport=recording_transport())
+    for name in ("api_key", "team_id", "base_url", "transport"):
+        with pytest.raises(TypeError):
+            client.with_options(**{name: "x"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        client.with_options(poll_interval=0)

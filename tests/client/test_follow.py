@@ -422,3 +422,43 @@ def test_cancelled_event_when_cancelled_while_following(
     task = client.run("slow-render")
     threading.Timer(0.2, task.cancel).start()
     assert isinstance(list(task.events())[-1], CancelledEvent)
+
+
+def test_closing_the_client_ends_a_poll_request_in_flight(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    # The wait's cancel token travels with every request: a GET of the task
+    # that the server is sitting on ends at once, not after the read timeout.
+    client = make_client(server, timeout=cyberun.Timeout(5, 5))
+    task = client.run("slow-render")
+    server.inject("latency", route="task", seconds=3, times=None)
+    outcome: List[BaseException] = []
+
+    def wait() -> None:
+        try:
+            task.wait(mode="poll")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    client.close()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    assert isinstance(outcome[0], WaitStopped)
+    server.clear_faults()
+
+
+def test_a_wait_deadline_bounds_a_poll_request_in_flight(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    client = make_client(server, timeout=cyberun.Timeout(5, 5))
+    task = client.run("slow-render")
+    server.inject("latency", route="task", seconds=3, times=None)
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match="still running"):
+        task.wait(mode="poll", timeout=0.5)
+    assert time.monotonic() - started < 1.5
+    server.clear_faults()

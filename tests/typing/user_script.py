@@ -18,6 +18,7 @@ from cyberun import (
     BadRequest,
     BaseTransport,
     CancelledEvent,
+    CancelToken,
     Client,
     CompletedEvent,
     Completion,
@@ -50,6 +51,7 @@ from cyberun import (
     ReadError,
     ReadTimeoutError,
     Request,
+    RequestCancelled,
     RequestsTransport,
     Response,
     RetryPolicy,
@@ -259,6 +261,8 @@ def handle(client: Client) -> None:
         pass
     except TooManyRedirects:
         pass
+    except RequestCancelled:
+        pass
     except TransportError as error:
         print(error.url)
     except SSELimitError as error:
@@ -286,3 +290,13 @@ class MyClient(Client):
 def subclass() -> int:
     with MyClient("sk-x") as mine:
         return mine.extra()
+
+
+def cancel_from_another_thread(client: Client) -> None:
+    token = CancelToken()
+    remove = token.add_callback(lambda: print("cancelled"))
+    threading.Timer(1.0, token.cancel).start()
+    print(token.wait(2.0), token.cancelled)
+    remove()
+    request = Request("GET", f"{client.base_url}/api/v1/r/tasks", deadline=10.0, cancel=token)
+    print(request.deadline, request.cancel)
