@@ -762,12 +762,12 @@ class Client:
 
         Returns:
             An [`EventStream`][cyberun.EventStream] (an iterator, and a context
-            manager that closes it) of [`StatusEvent`][cyberun.StatusEvent],
-            [`ProgressEvent`][cyberun.ProgressEvent] and
-            [`ErrorEvent`][cyberun.ErrorEvent] (recoverable) as they come,
-            then one of [`CompletedEvent`][cyberun.CompletedEvent],
-            [`FailedEvent`][cyberun.FailedEvent] or
-            [`CancelledEvent`][cyberun.CancelledEvent].
+                manager that closes it) of [`StatusEvent`][cyberun.StatusEvent],
+                [`ProgressEvent`][cyberun.ProgressEvent] and
+                [`ErrorEvent`][cyberun.ErrorEvent] (recoverable) as they come,
+                then one of [`CompletedEvent`][cyberun.CompletedEvent],
+                [`FailedEvent`][cyberun.FailedEvent] or
+                [`CancelledEvent`][cyberun.CancelledEvent].
         """
         _check_mode(mode)
         control = self._control(timeout, stop)
