@@ -159,7 +159,7 @@ def test_the_sdist_holds_every_tracked_test_doc_and_benchmark_file(tmp_path: Pat
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     tracked = subprocess.run(
-        ["git", "ls-files", "tests", "docs", "benchmarks", "cyberun"],
+        ["git", "ls-files", "tests", "docs", "benchmarks", "cyberun", ".ci"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -167,7 +167,9 @@ def test_the_sdist_holds_every_tracked_test_doc_and_benchmark_file(tmp_path: Pat
     ).stdout.split()
     missing = sorted(set(tracked) - members)
     assert not missing, f"the sdist lacks {missing[:20]}"
-    assert {"README.md", "CHANGELOG.md", "LICENSE", "tox.ini", "pyproject.toml"} <= members
+    top = {"README.md", "CHANGELOG.md", "LICENSE", "tox.ini", "pyproject.toml", "setup.cfg"}
+    assert top <= members
+    assert ".ci/run" in members
     assert not [m for m in members if "__pycache__" in m or m.endswith(".pyc")]
 
 
