@@ -89,8 +89,10 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .retry import RetryPolicy
     from .sse import ServerSentEvent, SSEParser
     from .transports import (
+        DEFAULT,
         BaseTransport,
         CancelToken,
+        DefaultType,
         Headers,
         MockTransport,
         Request,
@@ -141,7 +143,9 @@ _LAZY: Dict[str, str] = {
     ),
     **dict.fromkeys(
         [
+            "DEFAULT",
             "BaseTransport",
+            "DefaultType",
             "CancelToken",
             "Headers",
             "MockTransport",
@@ -166,6 +170,7 @@ _LAZY: Dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT",
     "APIError",
     "AuthenticationError",
     "BadRequest",
@@ -181,6 +186,7 @@ __all__ = [
     "ConnectTimeoutError",
     "CyberunError",
     "DecodeError",
+    "DefaultType",
     "DeliveryDeduplicator",
     "DispatchTarget",
     "DownloadError",
@@ -253,13 +259,17 @@ __all__ = [
 _install_logging()
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'cyberun' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+# Hidden from type checkers: they see the names imported under TYPE_CHECKING
+# above, so `cyberun.Clinet` is an error there rather than `Any`.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        module_name = _LAZY.get(name)
+        if module_name is None:
+            raise AttributeError(f"module 'cyberun' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module_name), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
 
 
 def __dir__() -> List[str]:

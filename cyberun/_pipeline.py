@@ -174,7 +174,7 @@ class Pipeline:
         retry: RetryPolicy,
         user_agent_suffix: str = "",
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url: str = base_url.rstrip("/")
         self.credentials = credentials
         self.transport = transport
         self.timeout = timeout
@@ -183,7 +183,7 @@ class Pipeline:
         self._deadline: Optional[float] = None
         self._cancel: Optional[CancelToken] = None
         user_agent = f"cyberun-python/{__version__} Python/{platform.python_version()}"
-        self.user_agent = f"{user_agent} {user_agent_suffix}".strip()
+        self.user_agent: str = f"{user_agent} {user_agent_suffix}".strip()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url}>"

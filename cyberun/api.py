@@ -43,7 +43,7 @@ __all__ = [
     "raise_for_parameters",
 ]
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 T = TypeVar("T")
 

@@ -674,6 +674,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         raise ConfigurationError(
             f"demo runs on its own local emulator and does not use {', '.join(unused)}"
         )
+    folder = Path(args.dir).resolve()  # every path printed below is this absolute one
     out.text("Starting the local Cyberun emulator (no account, no network)...")
     with CyberunEmulator(time_scale=args.time_scale) as server:
         out.text(f"  emulator at {server.base_url}, storage at {server.storage_url}")
@@ -695,13 +696,13 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
                 timeout=None,
                 cancel_on_interrupt=True,
                 cancel_on_timeout=False,
-                download=args.dir,
+                download=str(folder),
                 overwrite=True,
                 show_urls=False,
             )
             code = _follow(client, task.id, follow_args, out)
     if code == EXIT_OK:
-        out.text(f"Done. The result is in {Path(args.dir).resolve()}")
+        out.text(f"Done. The result is in {folder}")
     return code
 
 

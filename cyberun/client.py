@@ -20,6 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import (
     IO,
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -61,10 +62,15 @@ from .models import (
     Task,
     TaskEvent,
     TaskResult,
+    TaskStatus,
     ToolType,
     Webhook,
+    WebhookEventType,
     Workflow,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Self
 from .retry import RetryPolicy
 from .strategies import (
     Control,
@@ -80,6 +86,7 @@ from .strategies.results import ProgressCallback
 from .transports import (
     DEFAULT,
     BaseTransport,
+    DefaultType,
     Request,
     Response,
     Timeout,
@@ -88,11 +95,10 @@ from .transports import (
     transport_by_name,
     transport_class_name,
 )
-from .transports._base import _Default
 
 __all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "TaskHandle"]
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud"
 
@@ -112,7 +118,12 @@ ToolTypeName = Literal["comfyui", "nerfstudio"]
 
 #: on_upload_progress(parameter_key, bytes_sent, bytes_total)
 UploadProgress = Callable[[str, int, int], None]
-FileLike = Union[os.PathLike, IO[bytes]]  # type: ignore[type-arg]
+#: A file to upload: a path, or a binary file object open for reading.
+FileLike = Union["os.PathLike[str]", IO[bytes]]
+TaskStatusName = Literal[
+    "pending", "waiting", "provisioning", "queued", "running", "completed", "failed", "cancelled"
+]
+WebhookEventName = Literal["task.completed", "task.failed"]
 
 
 def normalize_base_url(url: str, *, allow_http: bool = False) -> str:
@@ -217,7 +228,7 @@ class EventStream(Iterator[TaskEvent]):
         self._control = control
         self._on_close = on_close
 
-    def __iter__(self) -> EventStream:
+    def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> TaskEvent:
@@ -235,7 +246,7 @@ class EventStream(Iterator[TaskEvent]):
         self._control.interrupt()
         self._on_close()
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -253,7 +264,7 @@ class TaskHandle:
 
     def __init__(self, client: Client, task_id: str) -> None:
         self._client = client
-        self.id = task_id
+        self.id: str = task_id
 
     def wait(
         self,
@@ -364,9 +375,9 @@ class Client:
         base_url: Optional[str] = None,
         transport: Union[Transport, str, None] = None,
         timeout: Union[
-            Timeout, float, Tuple[Optional[float], Optional[float]], _Default, None
+            Timeout, float, Tuple[Optional[float], Optional[float]], DefaultType, None
         ] = DEFAULT,
-        retry: Union[RetryPolicy, int, bool, _Default, None] = DEFAULT,
+        retry: Union[RetryPolicy, int, bool, DefaultType, None] = DEFAULT,
         poll_interval: float = 3.0,
         liveness_interval: float = 15.0,
         max_stream_failures: int = 3,
@@ -384,8 +395,14 @@ class Client:
             if base_url is not None
             else (os.environ.get("CYBERUN_BASE_URL") or DEFAULT_BASE_URL)
         )
-        self.base_url = normalize_base_url(url, allow_http=allow_insecure_http)
+        self.base_url: str = normalize_base_url(url, allow_http=allow_insecure_http)
         credentials = Credentials(token, team)
+        if transport is not None and not isinstance(transport, (str, BaseTransport)):
+            if not callable(getattr(transport, "send", None)):
+                raise TypeError(
+                    "transport must be a Transport (an object with send() and close()), "
+                    f"or one of 'auto', 'requests', 'urllib3', 'urllib'; not {transport!r}"
+                )
         # A transport chosen by name is created, and its library imported, at
         # the first request: constructing a client imports no HTTP library.
         self._transport: Transport = (
@@ -397,7 +414,9 @@ class Client:
         self._configure(
             credentials,
             timeout=Timeout.from_value(timeout),
-            retry=RetryPolicy() if isinstance(retry, _Default) else RetryPolicy.from_value(retry),
+            retry=RetryPolicy()
+            if isinstance(retry, DefaultType)
+            else RetryPolicy.from_value(retry),
             poll_interval=poll_interval,
             liveness_interval=liveness_interval,
             max_stream_failures=max_stream_failures,
@@ -416,12 +435,14 @@ class Client:
         reconnect_backoff: float,
     ) -> None:
         """Set all but the base URL and the transport (for ``__init__`` and ``with_options``)."""
-        if poll_interval <= 0 or liveness_interval <= 0 or max_stream_failures < 1:
-            raise ConfigurationError("poll_interval and liveness_interval must be positive")
-        self.timeout = timeout
-        self.retry = retry
-        self.poll_interval = poll_interval
-        self.stream_settings = StreamSettings(
+        _check_number("poll_interval", poll_interval, minimum=0, inclusive=False)
+        _check_number("liveness_interval", liveness_interval, minimum=0, inclusive=False)
+        _check_number("max_stream_failures", max_stream_failures, minimum=1, integer=True)
+        _check_number("reconnect_backoff", reconnect_backoff, minimum=0)
+        self.timeout: Timeout = timeout
+        self.retry: RetryPolicy = retry
+        self.poll_interval: float = poll_interval
+        self.stream_settings: StreamSettings = StreamSettings(
             liveness_interval=liveness_interval,
             max_failures=max_stream_failures,
             reconnect_backoff=reconnect_backoff,
@@ -449,14 +470,14 @@ class Client:
         self,
         *,
         timeout: Union[
-            Timeout, float, Tuple[Optional[float], Optional[float]], _Default, None
+            Timeout, float, Tuple[Optional[float], Optional[float]], DefaultType, None
         ] = DEFAULT,
-        retry: Union[RetryPolicy, int, bool, _Default, None] = DEFAULT,
-        poll_interval: Union[float, _Default] = DEFAULT,
-        liveness_interval: Union[float, _Default] = DEFAULT,
-        max_stream_failures: Union[int, _Default] = DEFAULT,
-        reconnect_backoff: Union[float, _Default] = DEFAULT,
-    ) -> Client:
+        retry: Union[RetryPolicy, int, bool, DefaultType, None] = DEFAULT,
+        poll_interval: Union[float, DefaultType] = DEFAULT,
+        liveness_interval: Union[float, DefaultType] = DEFAULT,
+        max_stream_failures: Union[int, DefaultType] = DEFAULT,
+        reconnect_backoff: Union[float, DefaultType] = DEFAULT,
+    ) -> Self:
         """A cheap copy of this client with some settings changed.
 
         The copy shares the credential, base URL and transport (and so its
@@ -486,24 +507,26 @@ class Client:
         copy._owns_transport = False
         copy._configure(
             self._api.credentials,
-            timeout=self.timeout if isinstance(timeout, _Default) else Timeout.from_value(timeout),
-            retry=self.retry if isinstance(retry, _Default) else RetryPolicy.from_value(retry),
+            timeout=self.timeout
+            if isinstance(timeout, DefaultType)
+            else Timeout.from_value(timeout),
+            retry=self.retry if isinstance(retry, DefaultType) else RetryPolicy.from_value(retry),
             poll_interval=(
-                self.poll_interval if isinstance(poll_interval, _Default) else poll_interval
+                self.poll_interval if isinstance(poll_interval, DefaultType) else poll_interval
             ),
             liveness_interval=(
                 settings.liveness_interval
-                if isinstance(liveness_interval, _Default)
+                if isinstance(liveness_interval, DefaultType)
                 else liveness_interval
             ),
             max_stream_failures=(
                 settings.max_failures
-                if isinstance(max_stream_failures, _Default)
+                if isinstance(max_stream_failures, DefaultType)
                 else max_stream_failures
             ),
             reconnect_backoff=(
                 settings.reconnect_backoff
-                if isinstance(reconnect_backoff, _Default)
+                if isinstance(reconnect_backoff, DefaultType)
                 else reconnect_backoff
             ),
         )
@@ -512,7 +535,7 @@ class Client:
     def __repr__(self) -> str:
         return f"<cyberun.Client base_url={self.base_url!r} transport={self._transport!r}>"
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -594,17 +617,17 @@ class Client:
         """
         params: Dict[str, Any] = dict(parameters or {})
         body: Dict[str, Any] = {"parameters": params}
-        for name, value, known in (
+        for name, choice, known in (
             ("dispatch_target", dispatch_target, DispatchTarget),
             ("target_pool", target_pool, TargetPool),
             ("submitter_region", submitter_region, None),
             ("tool_type", tool_type, ToolType),
         ):
-            if value is None:
+            if choice is None:
                 continue
             if known is not None:
-                _check_choice(name, value, known)
-            body[name] = str(value)
+                _check_choice(name, choice, known)
+            body[name] = str(choice)
         if extra_body:
             body.update(extra_body)
         if validate:
@@ -690,7 +713,11 @@ class Client:
         return self._api.get_task(task_id)
 
     def list_tasks(
-        self, status: Optional[str] = None, *, per_page: int = 20, limit: Optional[int] = None
+        self,
+        status: Union[TaskStatusName, TaskStatus, None] = None,
+        *,
+        per_page: int = 20,
+        limit: Optional[int] = None,
     ) -> Iterator[Task]:
         """Tasks, newest first, fetched page by page as you iterate."""
         return self._api.iter_tasks(status=status, per_page=per_page, limit=limit)
@@ -733,11 +760,14 @@ class Client:
             timeout: stop with [`WaitTimeout`][cyberun.WaitTimeout] after this many seconds.
             stop: set this event (from any thread) to end the iteration.
 
-        Yields:
-            [`StatusEvent`][cyberun.StatusEvent], [`ProgressEvent`][cyberun.ProgressEvent],
-            [`ErrorEvent`][cyberun.ErrorEvent] (recoverable), ..., then one of
-            [`CompletedEvent`][cyberun.CompletedEvent], [`FailedEvent`][cyberun.FailedEvent],
-            [`CancelledEvent`][cyberun.CancelledEvent].
+        Returns:
+            An [`EventStream`][cyberun.EventStream] (an iterator, and a context
+                manager that closes it) of [`StatusEvent`][cyberun.StatusEvent],
+                [`ProgressEvent`][cyberun.ProgressEvent] and
+                [`ErrorEvent`][cyberun.ErrorEvent] (recoverable) as they come,
+                then one of [`CompletedEvent`][cyberun.CompletedEvent],
+                [`FailedEvent`][cyberun.FailedEvent] or
+                [`CancelledEvent`][cyberun.CancelledEvent].
         """
         _check_mode(mode)
         control = self._control(timeout, stop)
@@ -1044,7 +1074,10 @@ class Client:
     def create_webhook(
         self,
         url: str,
-        events: Iterable[str] = ("task.completed", "task.failed"),
+        events: Iterable[Union[WebhookEventName, WebhookEventType]] = (
+            "task.completed",
+            "task.failed",
+        ),
         *,
         name: str = "cyberun",
     ) -> Webhook:
@@ -1066,7 +1099,7 @@ class Client:
         webhook_id: str,
         *,
         url: Optional[str] = None,
-        events: Optional[Iterable[str]] = None,
+        events: Optional[Iterable[Union[WebhookEventName, WebhookEventType]]] = None,
         name: Optional[str] = None,
         active: Optional[bool] = None,
     ) -> Webhook:
@@ -1164,6 +1197,27 @@ def _installed(module: str) -> bool:
         return False
 
 
+def _check_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float,
+    inclusive: bool = True,
+    integer: bool = False,
+) -> None:
+    """Refuse a Client option that is not a number in range, naming the option."""
+    kind = "an integer" if integer else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+    ):
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
+    if value < minimum or (not inclusive and value == minimum):
+        bound = f"at least {minimum:g}" if inclusive else f"greater than {minimum:g}"
+        raise ConfigurationError(f"{name} must be {bound}, not {value!r}")
+
+
 def _check_choice(name: str, value: str, known: Type[OpenEnum]) -> None:
     """Refuse a plain string that is not a documented value of ``known``.
 
@@ -1187,8 +1241,9 @@ def _with_message(error: CyberunError, message: str) -> CyberunError:
 
 
 def _file_name(value: Any) -> str:
-    name = value if isinstance(value, os.PathLike) else getattr(value, "name", "")
-    return os.path.basename(os.fspath(name)) if name else "upload.bin"
+    """The base name of a path or of a file object's ``name``; ``upload.bin`` without one."""
+    name = os.fspath(value) if isinstance(value, os.PathLike) else getattr(value, "name", "")
+    return os.path.basename(str(name)) if name else "upload.bin"
 
 
 def _ended_by(control: Control, events: Iterator[TaskEvent]) -> Iterator[TaskEvent]:

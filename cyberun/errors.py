@@ -42,7 +42,13 @@ CyberunError
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Type
+
+if TYPE_CHECKING:  # pragma: no cover - for the attributes' types only; nothing is imported
+    from datetime import datetime
+
+    from .models import Task
+    from .sse import ServerSentEvent
 
 __all__ = [
     "APIError",
@@ -203,7 +209,7 @@ class SubmissionUncertain(CyberunError):
         message: str,
         *,
         workflow: Optional[str] = None,
-        submitted_at: Any = None,
+        submitted_at: Optional[datetime] = None,
     ) -> None:
         super().__init__(message)
         self.workflow = workflow
@@ -333,12 +339,17 @@ class SSELimitError(StreamError):
     """
 
     def __init__(
-        self, message: str, *, limit: int = 0, kind: str = "", events: Sequence[Any] = ()
+        self,
+        message: str,
+        *,
+        limit: int = 0,
+        kind: str = "",
+        events: Sequence[ServerSentEvent] = (),
     ) -> None:
         super().__init__(message)
         self.limit = limit
         self.kind = kind
-        self.events = list(events)
+        self.events: List[ServerSentEvent] = list(events)
 
 
 class InvalidSignature(CyberunError, ValueError):
@@ -369,7 +380,7 @@ class TaskError(CyberunError):
         task: the last known [`Task`][cyberun.Task], when it was fetched.
     """
 
-    def __init__(self, message: str, *, task_id: str = "", task: Any = None) -> None:
+    def __init__(self, message: str, *, task_id: str = "", task: Optional[Task] = None) -> None:
         super().__init__(message)
         self.task_id = task_id
         self.task = task
@@ -387,7 +398,7 @@ class TaskFailed(TaskError):
         message: str,
         *,
         task_id: str = "",
-        task: Any = None,
+        task: Optional[Task] = None,
         error: str = "",
     ) -> None:
         super().__init__(message, task_id=task_id, task=task)

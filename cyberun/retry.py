@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, FrozenSet, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, Optional, Union
 
 import attrs
 
@@ -35,6 +35,16 @@ def _utcnow() -> datetime:
 
 def _method_set(methods: Iterable[str]) -> FrozenSet[str]:
     return frozenset(method.upper() for method in methods)
+
+
+def _whole(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"RetryPolicy.{attribute.name} must be an integer, not {value!r}")
+
+
+def _number(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"RetryPolicy.{attribute.name} must be a number, not {value!r}")
 
 
 @attrs.frozen
@@ -62,15 +72,23 @@ class RetryPolicy:
     connecting. Anything else could start a second, billed task.
     """
 
-    attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    backoff: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
-    backoff_max: float = attrs.field(default=20.0, validator=attrs.validators.ge(0))
-    retry_after_max: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
+    attempts: int = attrs.field(default=4, validator=[_whole, attrs.validators.ge(1)])
+    backoff: float = attrs.field(default=0.5, validator=[_number, attrs.validators.ge(0)])
+    backoff_max: float = attrs.field(default=20.0, validator=[_number, attrs.validators.ge(0)])
+    retry_after_max: float = attrs.field(
+        default=120.0, validator=[_number, attrs.validators.ge(0)]
+    )
     statuses: FrozenSet[int] = attrs.field(default=RETRY_STATUSES, converter=frozenset)
     methods: FrozenSet[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=_method_set)
-    sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
-    random: Callable[[], float] = attrs.field(default=_RNG.random, eq=False, repr=False)
-    now: Callable[[], datetime] = attrs.field(default=_utcnow, eq=False, repr=False)
+    sleep: Callable[[float], None] = attrs.field(
+        default=time.sleep, eq=False, repr=False, validator=attrs.validators.is_callable()
+    )
+    random: Callable[[], float] = attrs.field(
+        default=_RNG.random, eq=False, repr=False, validator=attrs.validators.is_callable()
+    )
+    now: Callable[[], datetime] = attrs.field(
+        default=_utcnow, eq=False, repr=False, validator=attrs.validators.is_callable()
+    )
 
     @classmethod
     def never(cls) -> RetryPolicy:
@@ -90,9 +108,41 @@ class RetryPolicy:
             return cls(attempts=value)
         raise TypeError(f"retry must be a RetryPolicy, an int, True, False or None, not {value!r}")
 
-    def replace(self, **changes: object) -> RetryPolicy:
-        """Return a copy with some fields changed."""
-        return attrs.evolve(self, **changes)  # type: ignore[arg-type]
+    def replace(
+        self,
+        *,
+        attempts: Optional[int] = None,
+        backoff: Optional[float] = None,
+        backoff_max: Optional[float] = None,
+        retry_after_max: Optional[float] = None,
+        statuses: Optional[Iterable[int]] = None,
+        methods: Optional[Iterable[str]] = None,
+        sleep: Optional[Callable[[float], None]] = None,
+        random: Optional[Callable[[], float]] = None,
+        now: Optional[Callable[[], datetime]] = None,
+    ) -> RetryPolicy:
+        """Return a copy with the given fields changed (the fields left out, or None, stay).
+
+        Raises:
+            ValueError: a value out of range; the message names the field.
+            TypeError: a value of the wrong type; the message names the field.
+        """
+        changes: Dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("attempts", attempts),
+                ("backoff", backoff),
+                ("backoff_max", backoff_max),
+                ("retry_after_max", retry_after_max),
+                ("statuses", statuses),
+                ("methods", methods),
+                ("sleep", sleep),
+                ("random", random),
+                ("now", now),
+            )
+            if value is not None
+        }
+        return attrs.evolve(self, **changes)
 
     # -- decisions ------------------------------------------------------------
 

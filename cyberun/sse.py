@@ -187,7 +187,7 @@ class SSEParser:
         self._event_retry: Optional[int] = None
         self._own_id: Optional[str] = None  # the event in progress's own id line
         self._event_bytes = 0  # bytes of the event in progress, for the event limit
-        self.last_event_id = ""
+        self.last_event_id: str = ""
         self.retry: Optional[int] = None
 
     def feed(self, data: bytes) -> List[ServerSentEvent]:

@@ -257,6 +257,7 @@ DEMO_NOISE = [
     (re.compile(r"^\[\d\d:\d\d\.\d\]", re.MULTILINE), "[<time>]"),
     (re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(\+00:00|Z)"), "<date>"),
     (re.compile(r"in /\S+"), "in <dir>"),
+    (re.compile(r"saved /\S+/"), "saved <dir>/"),
 ]
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +114,71 @@ def test_a_transport_whose_library_is_missing_is_refused_at_construction() -> No
     assert "pip install 'cyberun[requests]'" in out
     with pytest.raises(ValueError, match="unknown transport 'curl'"):
         cyberun.Client("sk-x", transport="curl")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _backend() -> None:
+    setuptools = pytest.importorskip("setuptools", reason="the build backend (setuptools>=77)")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip("setuptools>=77 (Python 3.9+, in the test extra) builds the package")
+
+
+def _build(kind: str, out: Path) -> Path:
+    code = f"import sys; from setuptools import build_meta as b; print(b.{kind}(sys.argv[1]))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return out / result.stdout.strip().splitlines()[-1]
+
+
+def test_the_metadata_has_an_spdx_license_urls_author_and_real_floors(tmp_path: Path) -> None:
+    _backend()
+    info = _build("prepare_metadata_for_build_wheel", tmp_path)
+    metadata = (info / "METADATA").read_text(encoding="utf-8")
+    assert "License-Expression: MIT" in metadata
+    assert "License :: " not in metadata  # the legacy classifier is gone with the expression
+    assert "Author: The cyberun authors" in metadata
+    assert "Project-URL: Documentation, https://" in metadata
+    assert "Project-URL: Source, https://" in metadata
+    assert "Requires-Dist: attrs>=23.1" in metadata
+    assert "Requires-Dist: cattrs>=24.1" in metadata
+
+
+def test_the_sdist_holds_every_tracked_test_doc_and_benchmark_file(tmp_path: Path) -> None:
+    _backend()
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs the git checkout to compare with")
+    sdist = _build("build_sdist", tmp_path)
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    tracked = subprocess.run(
+        ["git", "ls-files", "tests", "docs", "benchmarks", "cyberun", ".ci"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    missing = sorted(set(tracked) - members)
+    assert not missing, f"the sdist lacks {missing[:20]}"
+    top = {"README.md", "CHANGELOG.md", "LICENSE", "tox.ini", "pyproject.toml", "setup.cfg"}
+    assert top <= members
+    assert ".ci/run" in members
+    assert not [m for m in members if "__pycache__" in m or m.endswith(".pyc")]
+
+
+def test_the_readme_works_where_pypi_shows_it() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert targets and all(t.startswith(("https://", "#")) for t in targets), [
+        t for t in targets if not t.startswith(("https://", "#"))
+    ]
+    assert "python -m pip install cyberun\n" in readme
+    first = readme.split("\n## ", 1)[0]
+    assert 'python -m pip install -e ".[cli]" && python -m cyberun demo' in first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import CyberunError
 from ..models import (
@@ -29,7 +29,7 @@ __all__ = [
     "terminal_event_for",
 ]
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 
 class Stopped(CyberunError):
@@ -61,7 +61,7 @@ class Control:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
-        self.deadline = None if timeout is None else clock() + timeout
+        self.deadline: Optional[float] = None if timeout is None else clock() + timeout
         self.stop = stop
         #: Cancels the requests of this wait (``interrupt()`` fires it).
         self.token: CancelToken = CancelToken() if stop is None else _StopAwareToken(stop)
@@ -186,8 +186,8 @@ class Progression:
 
     def __init__(self) -> None:
         self.status: Optional[TaskStatus] = None
-        self.progress: Optional[tuple] = None  # type: ignore[type-arg]
-        self.terminal = False
+        self.progress: Optional[Tuple[float, int]] = None
+        self.terminal: bool = False
         self.ids: Set[str] = set()
 
     def admit(self, event: TaskEvent) -> bool:
@@ -223,7 +223,7 @@ class Progression:
             self.terminal = True
 
 
-def _progress_key(event: ProgressEvent) -> tuple:  # type: ignore[type-arg]
+def _progress_key(event: ProgressEvent) -> Tuple[float, int]:
     return (event.progress if event.progress is not None else -1.0, event.step_current or 0)
 
 

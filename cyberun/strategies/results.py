@@ -27,7 +27,7 @@ from ..transports._base import Timeout
 
 __all__ = ["Downloader", "output_names", "safe_file_name"]
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 #: on_progress(file_name, bytes_done, bytes_total_or_None)
 ProgressCallback = Callable[[str, int, Optional[int]], None]
@@ -128,7 +128,7 @@ class Downloader:
     def download_all(
         self,
         result: TaskResult,
-        dest_dir: Union[str, os.PathLike],  # type: ignore[type-arg]
+        dest_dir: Union[str, os.PathLike[str]],
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,

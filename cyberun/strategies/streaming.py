@@ -42,7 +42,7 @@ from ._common import Control, Progression, confirm_events
 
 __all__ = ["StreamSettings", "follow_stream"]
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 _RNG = random.Random()
 

@@ -18,7 +18,7 @@ class Clock:
     """Emulated time in seconds since the emulator started, with waiting."""
 
     def __init__(self) -> None:
-        self.condition = threading.Condition()
+        self.condition: threading.Condition = threading.Condition()
 
     def now(self) -> float:
         """Emulated seconds since start."""

@@ -130,15 +130,15 @@ class CyberunEmulator:
         self.sse_framing = sse_framing
         self.keepalive_interval = keepalive_interval
         self.max_upload_size = max_upload_size
-        self.faults = FaultBook()
+        self.faults: FaultBook = FaultBook()
         self.requests: List[RecordedRequest] = []
         self.storage_requests: List[RecordedRequest] = []
         self.webhook_deliveries: List[DeliveryRecord] = []
         self.stream_log: List[Tuple[str, int, float]] = []
-        self.team_id = str(uuid.uuid4())
-        self.api_key = api_key or f"sk-emu-{secrets.token_hex(16)}"
-        self.device_key = f"dk-emu-{secrets.token_hex(16)}"
-        self.jwt = _fake_jwt(self.team_id)
+        self.team_id: str = str(uuid.uuid4())
+        self.api_key: str = api_key or f"sk-emu-{secrets.token_hex(16)}"
+        self.device_key: str = f"dk-emu-{secrets.token_hex(16)}"
+        self.jwt: str = _fake_jwt(self.team_id)
         self._lock = threading.RLock()
         self._stop_flag = False
         self._signing_key = secrets.token_bytes(32)
@@ -151,8 +151,8 @@ class CyberunEmulator:
         self._rng = random.Random(seed)
         self._dispatcher = WebhookDispatcher(self)
         self._servers: List[Tuple[Server, threading.Thread]] = []
-        self.base_url = ""
-        self.storage_url = ""
+        self.base_url: str = ""
+        self.storage_url: str = ""
         for spec in builtin_workflows():
             self._workflows[spec.id] = spec
 

@@ -16,6 +16,7 @@ from ._base import (
     BaseTransport,
     Body,
     CancelToken,
+    DefaultType,
     Headers,
     Request,
     Response,
@@ -34,6 +35,7 @@ __all__ = [
     "BaseTransport",
     "Body",
     "CancelToken",
+    "DefaultType",
     "Headers",
     "MockTransport",
     "Request",
@@ -62,11 +64,16 @@ _BY_NAME = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def _lazy(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cyberun.transports' has no attribute {name!r}")
     return getattr(importlib.import_module(module, __name__), name)
+
+
+# Hidden from type checkers, which see the TYPE_CHECKING imports above instead.
+if not TYPE_CHECKING:
+    __getattr__ = _lazy
 
 
 def transport_class_name(name: str) -> str:
@@ -86,7 +93,7 @@ def transport_by_name(name: str) -> Transport:
         return default_transport()
     if name not in _BY_NAME:
         raise ValueError(f"unknown transport {name!r}; choose from auto, {', '.join(_BY_NAME)}")
-    cls = __getattr__(_BY_NAME[name])
+    cls = _lazy(_BY_NAME[name])
     return cls()  # type: ignore[no-any-return]
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "BaseTransport",
     "Body",
     "CancelToken",
+    "DefaultType",
     "Headers",
     "Request",
     "Response",
@@ -46,20 +47,26 @@ __all__ = [
 ]
 
 
-logger = logging.getLogger("cyberun")
+logger: logging.Logger = logging.getLogger("cyberun")
 
 
-class _Default(enum.Enum):
-    """Typed sentinel meaning "use the default", distinct from ``None``."""
+class DefaultType(enum.Enum):
+    """The type of [`DEFAULT`][cyberun.DEFAULT]: "use the documented default".
 
-    token = "DEFAULT"
+    Distinct from ``None``, which means "none" where it is allowed (for
+    example ``Timeout(read=None)`` waits forever). Its only value is
+    ``DEFAULT``; test for it with ``value is DEFAULT``.
+    """
+
+    DEFAULT = "DEFAULT"
 
     def __repr__(self) -> str:
         return "DEFAULT"
 
 
 #: Pass for an argument to mean "the documented default" (``None`` may mean "none").
-DEFAULT = _Default.token
+DEFAULT = DefaultType.DEFAULT
+_Default = DefaultType  # the name the SDK's modules used before it was public
 
 
 class Headers(MutableMapping[str, str]):
@@ -241,12 +248,12 @@ class Request:
         deadline: Optional[float] = None,
         cancel: Optional[CancelToken] = None,
     ) -> None:
-        self.method = method.upper()
-        self.url = url
-        self.headers = Headers(headers)
-        self.body = body
-        self.deadline = deadline
-        self.cancel = cancel
+        self.method: str = method.upper()
+        self.url: str = url
+        self.headers: Headers = Headers(headers)
+        self.body: Optional[Body] = body
+        self.deadline: Optional[float] = deadline
+        self.cancel: Optional[CancelToken] = cancel
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {redact_url(self.url)}>"
@@ -297,9 +304,9 @@ class Response:
     ) -> None:
         if content is not None and stream is not None:
             raise ValueError("give a Response either content or stream, not both")
-        self.status = int(status)
-        self.headers = Headers(headers)
-        self.url = url
+        self.status: int = int(status)
+        self.headers: Headers = Headers(headers)
+        self.url: str = url
         self._content = content
         self._stream = stream
         self._close = close
@@ -425,8 +432,8 @@ class Timeout:
 
     def __init__(
         self,
-        connect: Union[float, _Default, None] = DEFAULT,
-        read: Union[float, _Default, None] = DEFAULT,
+        connect: Union[float, DefaultType, None] = DEFAULT,
+        read: Union[float, DefaultType, None] = DEFAULT,
     ) -> None:
         connect_value = (
             self.DEFAULT_CONNECT if connect is DEFAULT else _seconds(connect, "connect")
@@ -437,7 +444,8 @@ class Timeout:
 
     @classmethod
     def from_value(
-        cls, value: Union[Timeout, float, Tuple[Optional[float], Optional[float]], _Default, None]
+        cls,
+        value: Union[Timeout, float, Tuple[Optional[float], Optional[float]], DefaultType, None],
     ) -> Timeout:
         """Normalise a Timeout, a number (for both), a (connect, read) pair, or None."""
         if isinstance(value, Timeout):
@@ -452,8 +460,8 @@ class Timeout:
     def replace(
         self,
         *,
-        connect: Union[float, _Default, None] = DEFAULT,
-        read: Union[float, _Default, None] = DEFAULT,
+        connect: Union[float, DefaultType, None] = DEFAULT,
+        read: Union[float, DefaultType, None] = DEFAULT,
     ) -> Timeout:
         """Return a copy with some values changed."""
         return Timeout(
@@ -476,7 +484,7 @@ class Timeout:
         return f"Timeout(connect={self.connect!r}, read={self.read!r})"
 
 
-def _seconds(value: Union[float, _Default, None], name: str) -> Optional[float]:
+def _seconds(value: Union[float, DefaultType, None], name: str) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

@@ -72,7 +72,7 @@ class RequestsTransport(BaseTransport):
             adapter = _scoped_adapter_class()()
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-        self.session = session
+        self.session: requests.Session = session
 
     def __repr__(self) -> str:
         own = "" if self._own else "session=<yours>"
