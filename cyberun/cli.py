@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 
-from ._redact import redact_url
+from ._redact import redact_handler, redact_text, redact_url
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -582,6 +582,8 @@ def main(
             stream=stderr,
             format="%(asctime)s %(name)s %(levelname)s %(message)s",
         )
+        for handler in logging.getLogger().handlers:  # urllib3's records quote signed URLs
+            redact_handler(handler)
     try:
         return COMMANDS[args.command](args, out)
     except KeyboardInterrupt:
@@ -589,7 +591,7 @@ def main(
         return EXIT_INTERRUPTED
     except CyberunError as exc:
         if args.debug:
-            traceback.print_exc(file=stderr)
+            stderr.write(redact_text(traceback.format_exc()))
         code = exit_code_for(exc)
         if args.json and isinstance(exc, (TaskFailed, TaskCancelled, WaitTimeout)):
             out.json(
