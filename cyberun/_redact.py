@@ -21,7 +21,6 @@ __all__ = [
     "REDACTED",
     "SENSITIVE_HEADERS",
     "RedactingFilter",
-    "redact_handler",
     "redact_headers",
     "redact_text",
     "redact_url",
@@ -170,9 +169,3 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info, self.secrets)
         return True
-
-
-def redact_handler(handler: logging.Handler) -> None:
-    """Give ``handler`` a [`RedactingFilter`][cyberun._redact.RedactingFilter] (once)."""
-    if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
-        handler.addFilter(RedactingFilter())

@@ -332,8 +332,8 @@ def test_a_chained_exception_never_carries_a_signed_url(transport: str, failure:
         cause = cause.__cause__ or cause.__context__
 
 
-def test_debug_logging_of_the_http_libraries_never_shows_a_signature(tmp_path: Path) -> None:
-    """``cyberun --debug`` turns on urllib3's debug records, which quote every request line."""
+def test_debug_output_never_shows_a_signature_or_the_key(tmp_path: Path) -> None:
+    """``cyberun --debug``: every record and traceback on stderr, with a download's signed URL."""
     pytest.importorskip("urllib3")
     with CyberunEmulator(time_scale=0.01) as server:
         env = dict(os.environ, CYBERUN_API_KEY=server.api_key, CYBERUN_BASE_URL=server.base_url)
@@ -342,7 +342,7 @@ def test_debug_logging_of_the_http_libraries_never_shows_a_signature(tmp_path: P
         finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         urls = [r.path for r in server.storage_requests if r.route == "download"]
     assert finished.returncode == 0, finished.stderr
-    assert "urllib3.connectionpool" in finished.stderr  # the library's records were on
+    assert " DEBUG " in finished.stderr  # debug records were on
     assert urls  # the presigned URL was fetched
     assert not SIGNATURE.search(finished.stderr), finished.stderr[-2000:]
     assert server.api_key not in finished.stderr

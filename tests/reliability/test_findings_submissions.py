@@ -77,6 +77,22 @@ def test_a_run_whose_answer_is_lost_after_the_post_was_read_is_uncertain_and_fou
     assert abs((error.submitted_at - datetime.now(timezone.utc)).total_seconds()) < 60
 
 
+@pytest.mark.parametrize(("fault", "params"), [("reset", {}), ("status", {"status": 502})])
+def test_the_emulator_accepting_a_run_and_cutting_its_answer_is_one_task_found(
+    transport: str, emulator: CyberunEmulator, fault: str, params: Dict[str, int]
+) -> None:
+    before = runs(emulator)
+    emulator.inject(fault, route="run", after_accept=True, **params)
+    client = client_for(emulator.base_url, transport, emulator.api_key)
+    with pytest.raises(cyberun.SubmissionUncertain) as info:
+        client.run("text-to-image", {"prompt": "cut after accept"})
+    assert runs(emulator) == before + 1
+    found = client.find_submitted(info.value, skew=60)
+    workflow_id = client.get_workflow("text-to-image").id
+    client.close()
+    assert found and {task.workflow_id for task in found} == {workflow_id}
+
+
 # --- provably not sent: retried, then the precise error ---------------------------------------
 
 
@@ -93,7 +109,7 @@ def test_a_certificate_failure_on_run_is_a_tls_error_and_nothing_was_sent(
         policy = cyberun.RetryPolicy(sleep=sleeps.append)
         client = client_for(url, transport, "sk-test-0123456789", retry=policy)
         with client, pytest.raises(cyberun.TLSError):
-            client.run("text-to-image", {"prompt": "x"})
+            client.run("text-to-image", {"prompt": "x"}, validate=False)
         assert api.seen == []  # the server never got a request
     assert sleeps == []  # a certificate that fails verification is not tried again
 
@@ -111,7 +127,7 @@ def test_an_unsupported_proxy_scheme_is_refused_before_anything_is_sent(
         monkeypatch.setenv("https_proxy", f"{scheme}://127.0.0.2:{listener.port}")
         client = client_for("https://api.cyberun.invalid", transport, "sk-test-0123456789")
         with pytest.raises(cyberun.ConnectError, match=f"{scheme}://") as info:
-            client.run("text-to-image", {"prompt": "x"})
+            client.run("text-to-image", {"prompt": "x"}, validate=False)
         client.close()
         time.sleep(0.1)
         assert listener.connections == 0
@@ -126,7 +142,7 @@ def test_the_standard_library_transport_refuses_an_https_proxy_before_sending(
         monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.2:{listener.port}")
         client = client_for("https://api.cyberun.invalid", "urllib", "sk-test-0123456789")
         with pytest.raises(cyberun.ConnectError, match="https://"):
-            client.run("text-to-image", {"prompt": "x"})
+            client.run("text-to-image", {"prompt": "x"}, validate=False)
         client.close()
         assert listener.connections == 0
 
@@ -140,7 +156,7 @@ def test_a_run_that_cannot_connect_is_retried_and_ends_as_a_connect_timeout(
         client = client_for(hole.url, transport, "sk-test-0123456789", retry=policy)
         client = client.with_options(timeout=cyberun.Timeout(0.2, 5))
         with pytest.raises(cyberun.ConnectTimeoutError):
-            client.run("text-to-image", {"prompt": "x"})
+            client.run("text-to-image", {"prompt": "x"}, validate=False)
         client.close()
     assert len(sleeps) == 1  # the one retry the policy allows
 
@@ -172,7 +188,7 @@ def test_a_refused_run_is_slowed_down_not_failed(
     with api:
         policy = cyberun.RetryPolicy(sleep=sleeps.append, random=lambda: 0.5)
         with client_for(api.url, transport, "sk-test-0123456789", retry=policy) as client:
-            assert client.run("text-to-image", {"prompt": "x"}).id == TASK
+            assert client.run("text-to-image", {"prompt": "x"}, validate=False).id == TASK
     assert len(posts) == 3
     assert sleeps == ([2.0, 2.0] if retry_after else [0.25, 0.5])
 
@@ -183,7 +199,7 @@ def test_a_run_still_refused_when_the_attempts_run_out_is_rate_limited(transport
         policy = cyberun.RetryPolicy(attempts=3, sleep=lambda seconds: None)
         client = client_for(api.url, transport, "sk-test-0123456789", retry=policy)
         with client, pytest.raises(cyberun.RateLimited) as info:
-            client.run("text-to-image", {"prompt": "x"})
+            client.run("text-to-image", {"prompt": "x"}, validate=False)
     assert len(posts) == 3 and info.value.retry_after == 1.0
 
 
@@ -192,7 +208,7 @@ def test_a_run_answered_by_a_failing_server_is_uncertain(transport: str, status:
     api, posts = _refusing(status, 99, "")
     client = client_for(api.url, transport, "sk-test-0123456789")
     with api, client, pytest.raises(cyberun.SubmissionUncertain):
-        client.run("text-to-image", {"prompt": "x"})
+        client.run("text-to-image", {"prompt": "x"}, validate=False)
     assert len(posts) == 1
 
 
@@ -200,7 +216,7 @@ def test_a_503_without_retry_after_on_run_is_a_server_error_sent_once(transport:
     api, posts = _refusing(503, 99, "")
     client = client_for(api.url, transport, "sk-test-0123456789")
     with api, client, pytest.raises(cyberun.ServerError) as info:
-        client.run("text-to-image", {"prompt": "x"})
+        client.run("text-to-image", {"prompt": "x"}, validate=False)
     assert len(posts) == 1 and not isinstance(info.value, cyberun.SubmissionUncertain)
 
 
