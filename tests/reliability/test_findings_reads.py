@@ -56,12 +56,9 @@ class CutOnce:
 def test_a_get_whose_json_body_is_cut_is_retried(
     transport: str, emulator: CyberunEmulator, call: str
 ) -> None:
-    task_id = (
-        cyberun.Client(emulator.api_key, base_url=emulator.base_url)
-        .run("text-to-image", {"prompt": "x", "steps": 2})
-        .id
-    )
-    cyberun.Client(emulator.api_key, base_url=emulator.base_url).wait(task_id)
+    with cyberun.Client(emulator.api_key, base_url=emulator.base_url) as direct:
+        task_id = direct.run("text-to-image", {"prompt": "x", "steps": 2}).id
+        direct.wait(task_id)
     suffix = "/result" if call in ("get_result", "stream-wait") else task_id
     plan = CutOnce(suffix)
     with CuttingProxy(emulator.base_url, plan) as proxy:
