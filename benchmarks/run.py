@@ -17,6 +17,7 @@ BENCHMARKS = [
     ("import time", ["import_time.py"]),
     ("SSE parsers", ["sse_parsers.py"]),
     ("transports", ["transports.py"]),
+    ("redirect memory", ["redirect_memory.py"]),
     ("end to end", ["end_to_end.py"]),
 ]
 

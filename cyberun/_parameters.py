@@ -8,12 +8,13 @@ round trip (or a billed task that fails on the GPU) into one
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping
+import math
+from typing import Any, List, Mapping, Tuple
 
 from .errors import ParameterError
 from .models import ParameterDef, Workflow
 
-__all__ = ["check_parameters", "raise_for_parameters"]
+__all__ = ["check_parameters", "non_finite_paths", "raise_for_parameters"]
 
 
 def check_parameters(workflow: Workflow, parameters: Mapping[str, Any]) -> List[str]:
@@ -78,3 +79,22 @@ def raise_for_parameters(workflow: Workflow, parameters: Mapping[str, Any]) -> N
             problems=problems,
             workflow=name,
         )
+
+
+def non_finite_paths(value: Any, path: str = "") -> List[Tuple[str, float]]:
+    """Every NaN or infinite number in a JSON-able value, as ``(path, number)``.
+
+    JSON has no NaN or infinity (``json.dumps`` would write invalid JSON), so
+    such a parameter is refused locally with its path, for example
+    ``parameters.cfg``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path or "the value", value)]
+    found: List[Tuple[str, float]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found.extend(non_finite_paths(item, f"{path}.{key}" if path else str(key)))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found.extend(non_finite_paths(item, f"{path}[{index}]"))
+    return found

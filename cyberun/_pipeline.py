@@ -1,11 +1,25 @@
 """The request pipeline: build, send, decide, decode, map errors; the one place requests go out.
 
-``Pipeline`` builds each request, adds authentication
-(only for the API's own host), applies the [`RetryPolicy`][cyberun.RetryPolicy],
-follows redirects, turns HTTP failures into [`cyberun.errors`][cyberun.errors]
-exceptions and decodes answers. The endpoint methods in
-[`cyberun.api`][cyberun.api] are small functions on top of it; nothing sends
-HTTP by other means.
+``Pipeline`` builds each request, adds the credential (only for the API's
+own origin), sends it, follows redirects, reads and decodes the answer, and
+turns failures into [`cyberun.errors`][cyberun.errors] exceptions. After each
+attempt one function, `decide`, looks at what happened and at the attempts
+before and returns "retry after N seconds" or the exception to raise, in the
+manner of urllib3's ``Retry.increment``. A request that starts a billed task
+is one more input to that decision, never a branch of its own:
+
+- provably not accepted (no connection, a TLS handshake or proxy failure,
+  a 429, a 503 with ``Retry-After``): retried under the policy; when the
+  attempts run out, the precise error;
+- sent and not known to be accepted (a reset or timeout after sending, a
+  2xx whose body did not arrive whole, a 500, 502 or 504):
+  [`SubmissionUncertain`][cyberun.SubmissionUncertain], never retried;
+- any other request that may be repeated (GETs): any failure before a
+  whole body arrived is retried; a whole body that is not JSON is a
+  [`DecodeError`][cyberun.DecodeError], not retried.
+
+The endpoint methods in [`cyberun.api`][cyberun.api] are small functions on
+top of it; nothing sends HTTP by other means.
 """
 
 from __future__ import annotations
@@ -14,21 +28,41 @@ import json
 import logging
 import platform
 import re
+import ssl
 import time
-from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Type, TypeVar
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from datetime import datetime, timezone
+from typing import (
+    Any,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
+from urllib.parse import quote, urlencode, urljoin
 
+import attrs
+
+from ._bodies import decoded, discard, encode_json, rewinder
 from ._convert import loads, structure
-from ._redact import redact_text, redact_url
+from ._redact import redact_text, redact_url, scrub_exception
+from ._url import InvalidURL, parse_url
 from ._version import __version__
 from .errors import (
     APIError,
     ConfigurationError,
+    ConnectError,
     ConnectTimeoutError,
+    CyberunError,
     DecodeError,
     RequestCancelled,
+    StreamError,
     SubmissionUncertain,
+    TLSError,
     TooManyRedirects,
     TransportError,
     api_error_class,
@@ -37,23 +71,28 @@ from .models import Page
 from .retry import RetryPolicy
 from .transports._base import (
     Body,
+    BodyTooLarge,
     CancelToken,
+    Headers,
     Request,
     Response,
     Timeout,
     Transport,
-    iter_body,
+    causes,
 )
 
-__all__ = ["Credentials", "Pipeline", "looks_like_jwt"]
+__all__ = ["Attempt", "Call", "Credentials", "Pipeline", "Retry", "decide", "looks_like_jwt"]
 
 logger = logging.getLogger("cyberun")
 
 T = TypeVar("T")
 P = TypeVar("P", bound="Pipeline")
 
-#: Largest JSON answer accepted from the API (a hostile server cannot fill memory).
+#: Largest JSON answer accepted from the API, after decompression (a hostile
+#: server cannot fill memory).
 MAX_JSON_BODY = 32 * 1024 * 1024
+#: Largest decompressed event stream accepted on one connection.
+MAX_DECODED_STREAM = 256 * 1024 * 1024
 #: Largest error body read to build an error message.
 MAX_ERROR_BODY = 64 * 1024
 MAX_REDIRECTS = 5
@@ -67,6 +106,10 @@ REQUEST_ID_HEADERS = (
     "x-amz-request-id",
     "cf-ray",
 )
+#: The only headers a storage request (presigned download or upload) carries,
+#: besides a presigned PUT's signed ``upload_headers``.
+STORAGE_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Range", "If-Range")
+_CREDENTIAL_HEADERS = ("Authorization", "X-Team-ID")
 _JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -78,6 +121,10 @@ def looks_like_jwt(token: str) -> bool:
 
 class Credentials:
     """An API credential and the team it acts for; never shown in ``repr``.
+
+    The kind is decided by the prefix first (``sk-``, ``dk-``); only a token
+    with neither is looked at as a JWT, so an ``sk-`` key that happens to
+    contain two dots is still an integration key.
 
     Args:
         token: an ``sk-`` integration key, a ``dk-`` device key or a user
@@ -99,13 +146,13 @@ class Credentials:
             )
         if any(ch.isspace() or ord(ch) < 32 for ch in token):
             raise ConfigurationError("the API key contains whitespace or control characters")
-        if looks_like_jwt(token) and not team_id:
+        self._token = token
+        self._team_id = team_id or None
+        if self.kind == "jwt" and not team_id:
             raise ConfigurationError(
                 "a session JWT needs a team id: pass team_id=... or set CYBERUN_TEAM_ID "
                 "(sk- and dk- keys carry their team and need none)"
             )
-        self._token = token
-        self._team_id = team_id or None
 
     @property
     def kind(self) -> str:
@@ -128,6 +175,10 @@ class Credentials:
             headers["X-Team-ID"] = self._team_id
         return headers
 
+    def secrets(self) -> Tuple[str, ...]:
+        """The strings to redact wherever text leaves the SDK (the token itself)."""
+        return (self._token,)
+
     def __repr__(self) -> str:
         team = f", team_id={self._team_id!r}" if self._team_id else ""
         return f"Credentials(kind={self.kind!r}{team})"
@@ -142,10 +193,176 @@ def segment(value: str, what: str, safe: str = "") -> str:
     return quote(value, safe=safe)
 
 
-def _origin(url: str) -> Tuple[str, str, Optional[int]]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return (parts.scheme, (parts.hostname or "").lower(), port)
+# --- the one retry decision --------------------------------------------------------------
+
+#: Where an attempt ended: what the decision is told happened.
+NOT_SENT = "not sent"  # no connection, TLS handshake or proxy failure: provably never sent
+NO_ANSWER = "no answer"  # sent (or maybe), then a reset, a timeout or a cancel before a status
+ANSWERED = "answered"  # a status line and headers that are not a usable 2xx
+BODY_CUT = "body cut"  # a 2xx whose body did not arrive whole
+BODY_BAD = "body bad"  # a 2xx whose whole body is not what the contract says
+
+#: Statuses with which a server says it refused a request (it did not act on it).
+_REFUSALS = frozenset({429})
+#: Statuses after which a task may have been started although the answer is an error.
+_MAYBE_ACCEPTED = frozenset({500, 502, 504})
+
+
+@attrs.frozen
+class Call:
+    """What the decision needs to know about a request.
+
+    Attributes:
+        method: the HTTP method.
+        url: the URL (redacted before it appears in any message).
+        may_repeat: whether the request may be sent again once it may have
+            reached the server (GETs, PUTs, cancelling a task).
+        replayable: whether its body can be sent again.
+        submission: the workflow, when the request starts a billed task.
+    """
+
+    method: str
+    url: str
+    may_repeat: bool
+    replayable: bool = True
+    submission: Optional[str] = None
+
+
+@attrs.frozen
+class Attempt:
+    """What happened to one attempt.
+
+    Attributes:
+        stage: ``NOT_SENT``, ``NO_ANSWER``, ``ANSWERED``, ``BODY_CUT`` or ``BODY_BAD``.
+        error: the error that ended it.
+        sent_at: when it was sent (wall clock, for ``SubmissionUncertain``).
+        status: the HTTP status, when an answer came.
+        retry_after: the server's ``Retry-After``, in seconds, when it sent one.
+        delay: the wait before the next attempt, once the decision chose one.
+    """
+
+    stage: str
+    error: CyberunError
+    sent_at: datetime
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+    delay: float = 0.0
+
+
+@attrs.frozen
+class Retry:
+    """The decision to send the request again after ``delay`` seconds."""
+
+    delay: float
+
+
+def decide(
+    call: Call,
+    attempt: Attempt,
+    history: Sequence[Attempt],
+    policy: RetryPolicy,
+    *,
+    time_left: Optional[float] = None,
+) -> Union[Retry, CyberunError]:
+    """Retry after some seconds, or the exception to raise: the one retry decision.
+
+    Args:
+        call: the request.
+        attempt: what happened to the attempt that just ended.
+        history: the attempts before it, with the waits that followed them.
+        policy: the retry policy.
+        time_left: seconds before the request's deadline, when it has one; a
+            retry that could not start in time is not waited for.
+
+    Returns:
+        [`Retry`][cyberun._pipeline.Retry], or the error to raise: the attempt's own,
+        or [`SubmissionUncertain`][cyberun.SubmissionUncertain] for a task
+        submission that may have been accepted.
+    """
+    refused = _refused(attempt)
+    if refused:
+        retryable = _retryable_refusal(attempt, policy)
+    elif call.may_repeat:
+        retryable = attempt.stage in (NO_ANSWER, BODY_CUT) or (
+            attempt.stage == ANSWERED and attempt.status in policy.statuses
+        )
+    else:
+        retryable = False
+    if isinstance(attempt.error, (RequestCancelled, TooManyRedirects)):
+        retryable = False
+    number = len(history) + 1
+    if retryable and call.replayable and number < policy.attempts:
+        delay = policy.delay(number, attempt.retry_after)
+        waited = sum(previous.delay for previous in history)
+        if waited + delay <= policy.total_wait_max and (time_left is None or delay < time_left):
+            return Retry(delay)
+    if call.submission is not None and not refused and _maybe_accepted(attempt):
+        return _uncertain(call, attempt)
+    return attempt.error
+
+
+def _refused(attempt: Attempt) -> bool:
+    """Whether the server provably did not act on the request."""
+    if attempt.stage == NOT_SENT:
+        return True
+    if attempt.stage != ANSWERED:
+        return False
+    return attempt.status in _REFUSALS or (
+        attempt.status == 503 and attempt.retry_after is not None
+    )
+
+
+def _retryable_refusal(attempt: Attempt, policy: RetryPolicy) -> bool:
+    if attempt.stage == ANSWERED:
+        return attempt.status in policy.statuses
+    # A certificate that fails verification will fail the same way again.
+    return not _certificate_failure(attempt.error)
+
+
+def _maybe_accepted(attempt: Attempt) -> bool:
+    if attempt.stage == ANSWERED:
+        return attempt.status in _MAYBE_ACCEPTED
+    return attempt.stage in (NO_ANSWER, BODY_CUT, BODY_BAD)
+
+
+def _certificate_failure(error: BaseException) -> bool:
+    if not isinstance(error, TLSError):
+        return False
+    return any(
+        isinstance(link, ssl.SSLCertVerificationError)
+        or type(link).__name__ in ("CertificateError", "SSLCertVerificationError")
+        for link in causes(error)
+    )
+
+
+def _uncertain(call: Call, attempt: Attempt) -> SubmissionUncertain:
+    workflow = call.submission or ""
+    error = SubmissionUncertain(
+        f"starting {workflow!r} failed after the request was sent ({attempt.error}); the task "
+        "may exist. It was not retried, so no second task was started. Look for it with "
+        "client.find_submitted(error) (tasks of this workflow created around "
+        f"{attempt.sent_at.isoformat()}) before submitting again.",
+        workflow=workflow,
+        submitted_at=attempt.sent_at,
+    )
+    error.__cause__ = attempt.error
+    return error
+
+
+def stage_of(error: TransportError) -> str:
+    """Where an attempt that ended with a transport error stopped.
+
+    Transports raise [`ConnectError`][cyberun.ConnectError],
+    [`ConnectTimeoutError`][cyberun.ConnectTimeoutError] and
+    [`TLSError`][cyberun.TLSError] only before anything was sent; anything
+    else may have reached the server.
+    """
+    if isinstance(error, (ConnectError, ConnectTimeoutError, TLSError)):
+        return NOT_SENT
+    return NO_ANSWER
+
+
+# --- the pipeline ------------------------------------------------------------------------
 
 
 class Pipeline:
@@ -179,7 +396,11 @@ class Pipeline:
         self.transport = transport
         self.timeout = timeout
         self.retry = retry
-        self._origin = _origin(self.base_url)
+        try:
+            self._origin = parse_url(self.base_url).origin
+        except InvalidURL as exc:
+            raise ConfigurationError(f"the base URL cannot be used: {exc}") from None
+        self._secrets = credentials.secrets()
         self._deadline: Optional[float] = None
         self._cancel: Optional[CancelToken] = None
         user_agent = f"cyberun-python/{__version__} Python/{platform.python_version()}"
@@ -242,101 +463,246 @@ class Pipeline:
         json_body: Any = None,
         body: Optional[Body] = None,
         headers: Optional[Mapping[str, str]] = None,
+        signed_headers: Optional[Mapping[str, str]] = None,
         authenticate: bool = True,
         idempotent: Optional[bool] = None,
         timeout: Optional[Timeout] = None,
         retry: Optional[RetryPolicy] = None,
         accept: str = "application/json",
     ) -> Response:
-        """Send a request with retries and redirects; return a 2xx response.
+        """Send a request with retries and redirects; return a 2xx response, its body unread.
 
-        The body is not read. ``authenticate`` adds the credential, and only
-        while the request (or its redirects) stays on the API's own origin.
+        For a streamed answer (events, downloads). The body of an API answer
+        sent with ``Content-Encoding: gzip`` or ``deflate`` is decoded as it is
+        read. ``authenticate=False`` makes a storage request: only the
+        ``STORAGE_HEADERS`` of ``headers`` are sent, plus ``signed_headers``
+        verbatim, and never the credential.
 
         Raises:
             APIError: the final answer was not 2xx (a subclass by status).
             TransportError: no answer, after the retries the policy allows.
         """
+        response, _ = self._exchange(
+            method,
+            url,
+            json_body=json_body,
+            body=body,
+            headers=headers,
+            signed_headers=signed_headers,
+            authenticate=authenticate,
+            idempotent=idempotent,
+            timeout=timeout,
+            retry=retry,
+            accept=accept,
+            read=False,
+        )
+        if authenticate:
+            return decoded(response, MAX_DECODED_STREAM, StreamError)
+        return response
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        json_body: Any = None,
+        idempotent: Optional[bool] = None,
+        submission: Optional[str] = None,
+    ) -> Any:
+        """Send a request and return its JSON answer; reading the body is part of each attempt.
+
+        Args:
+            method: the HTTP method.
+            url: the API URL.
+            what: what the answer is, for error messages ("a task").
+            json_body: the request's JSON body.
+            idempotent: whether it may be repeated (default: by method).
+            submission: the workflow, when the request starts a billed task.
+
+        Raises:
+            SubmissionUncertain: a submission that may have been accepted.
+            DecodeError: a whole answer that is not JSON.
+        """
+        _, data = self._exchange(
+            method,
+            url,
+            json_body=json_body,
+            idempotent=idempotent,
+            read=True,
+            what=what,
+            submission=submission,
+        )
+        return data
+
+    def get_model(self, url: str, cls: Type[T], what: str) -> T:
+        """GET ``url`` and decode the answer as ``cls``."""
+        return structure(self.request_json("GET", url, what=what), cls)
+
+    def get_page(self, url: str, cls: Type[T], key: str) -> Page[T]:
+        """GET one page of a list endpoint and decode its envelope."""
+        data = self.request_json("GET", url, what=f"a page of {key}")
+        if not isinstance(data, dict):
+            raise DecodeError(f"expected a {key} envelope object", what="Page")
+        items = data.get(key)
+        if items is None:  # be liberal in the envelope's key
+            items = next((v for k, v in data.items() if isinstance(v, list)), [])
+        if not isinstance(items, list):
+            raise DecodeError(f"{key} is not a list", what="Page", snippet=repr(items)[:200])
+        meta = data.get("page_meta") or {}
+        return Page(
+            items=[structure(item, cls) for item in items],
+            current_page=_int(meta.get("current_page"), 1),
+            per_page=_int(meta.get("per_page"), len(items)),
+            total_count=_int(meta.get("total_count"), len(items)),
+        )
+
+    def read_json(self, response: Response, what: str) -> Any:
+        """Read a JSON answer (bounded, decompressed) and close the response."""
+        try:
+            return loads(self._read_whole(response), what)
+        except DecodeError as exc:
+            exc.snippet = redact_text(exc.snippet, self._secrets)
+            raise
+
+    # -- the attempt loop ------------------------------------------------------------
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        body: Optional[Body] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        signed_headers: Optional[Mapping[str, str]] = None,
+        authenticate: bool = True,
+        idempotent: Optional[bool] = None,
+        timeout: Optional[Timeout] = None,
+        retry: Optional[RetryPolicy] = None,
+        accept: str = "application/json",
+        read: bool,
+        what: str = "the answer",
+        submission: Optional[str] = None,
+    ) -> Tuple[Response, Any]:
         policy = retry or self.retry
-        request_headers: Dict[str, str] = {
-            "User-Agent": self.user_agent,
-            "Accept": accept,
-            # Uncompressed answers: JSON bodies are small, an event stream must
-            # not sit in a decompressor's buffer, and it rules out
-            # decompression bombs by construction.
-            "Accept-Encoding": "identity",
-        }
+        request_headers = self._headers(accept, headers, signed_headers, authenticate)
         if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":")).encode()
+            body = encode_json(json_body)
             request_headers["Content-Type"] = "application/json"
-        if headers:
-            request_headers.update(headers)
-        rewind = _rewinder(body)
-        attempt = 0
+        try:
+            first_url = str(parse_url(url))
+        except InvalidURL as exc:
+            raise ConnectError(
+                f"cannot send to {redact_url(url)!r}: {exc}", method=method, url=redact_url(url)
+            ) from None
+        rewind = rewinder(body)
+        call = Call(
+            method=method,
+            url=first_url,
+            may_repeat=policy.method_may_repeat(method, idempotent),
+            replayable=rewind is not None,
+            submission=submission,
+        )
+        history: List[Attempt] = []
         while True:
-            attempt += 1
-            if attempt > 1 and rewind is not None:
+            if history and rewind is not None:
                 rewind()
             self._check_scope(method, url)
-            try:
-                response = self._send_following_redirects(
-                    Request(
-                        method,
-                        url,
-                        request_headers,
-                        body,
-                        deadline=self._deadline,
-                        cancel=self._cancel,
-                    ),
-                    authenticate=authenticate,
-                    timeout=timeout or self.timeout,
-                )
-            except TransportError as exc:
-                replayable = body is None or rewind is not None
-                delay = policy.delay(attempt)
-                if (
-                    attempt < policy.attempts
-                    and replayable
-                    and policy.retries_error(exc, method, idempotent)
-                    and not isinstance(exc, RequestCancelled)
-                    and self._in_time(delay)
-                ):
-                    logger.info(
-                        "retrying %s %s in %.2fs after %s (attempt %d of %d)",
-                        method,
-                        redact_url(url),
-                        delay,
-                        type(exc).__name__,
-                        attempt + 1,
-                        policy.attempts,
-                    )
-                    self._pause(policy, delay, method, url, exc)
-                    continue
-                raise
-            if response.is_success:
-                return response
-            if (
-                attempt < policy.attempts
-                and (body is None or rewind is not None)
-                and policy.retries_status(response.status, method, idempotent)
-            ):
-                retry_after = policy.parse_retry_after(response.headers.get("Retry-After"))
-                delay = policy.delay(attempt, retry_after)
-                if not self._in_time(delay):
-                    raise self._error(response, method, url, policy)
-                response.close()
-                logger.info(
-                    "retrying %s %s in %.2fs after HTTP %d (attempt %d of %d)",
-                    method,
-                    redact_url(url),
-                    delay,
-                    response.status,
-                    attempt + 1,
-                    policy.attempts,
-                )
-                self._pause(policy, delay, method, url, None)
-                continue
-            raise self._error(response, method, url, policy)
+            request = Request(
+                method,
+                first_url,
+                request_headers,
+                body,
+                deadline=self._deadline,
+                cancel=self._cancel,
+            )
+            attempt, response, data = self._attempt(
+                request, authenticate, timeout or self.timeout, policy, read, what
+            )
+            if attempt is None:
+                return response, data  # type: ignore[return-value]
+            decision = decide(call, attempt, history, policy, time_left=self._time_left())
+            if not isinstance(decision, Retry):
+                scrub_exception(decision, self._secrets)
+                raise decision
+            logger.info(
+                "retrying %s %s in %.2fs after %s (attempt %d of %d)",
+                method,
+                redact_url(url),
+                decision.delay,
+                f"HTTP {attempt.status}" if attempt.status else type(attempt.error).__name__,
+                len(history) + 2,
+                policy.attempts,
+            )
+            self._pause(policy, decision.delay, method, url, attempt.error)
+            history.append(attrs.evolve(attempt, delay=decision.delay))
+
+    def _attempt(
+        self,
+        request: Request,
+        authenticate: bool,
+        timeout: Timeout,
+        policy: RetryPolicy,
+        read: bool,
+        what: str,
+    ) -> Tuple[Optional[Attempt], Optional[Response], Any]:
+        """Send once; return (None, response, data) on success, else (the Attempt, None, None)."""
+        sent_at = datetime.now(timezone.utc)
+        try:
+            response = self._send_following_redirects(
+                request, authenticate=authenticate, timeout=timeout
+            )
+        except TransportError as exc:
+            return Attempt(stage_of(exc), exc, sent_at), None, None
+        if not response.is_success:
+            error = self._error(response, request.method, request.url, policy)
+            return (
+                Attempt(ANSWERED, error, sent_at, response.status, error.retry_after),
+                None,
+                None,
+            )
+        if not read:
+            return None, response, None
+        try:
+            body = self._read_whole(response)
+        except TransportError as exc:
+            return Attempt(BODY_CUT, exc, sent_at, response.status), None, None
+        except DecodeError as exc:
+            return Attempt(BODY_BAD, exc, sent_at, response.status), None, None
+        try:
+            return None, response, loads(body, what)
+        except DecodeError as exc:
+            exc.snippet = redact_text(exc.snippet, self._secrets)
+            return Attempt(BODY_BAD, exc, sent_at, response.status), None, None
+
+    def _headers(
+        self,
+        accept: str,
+        headers: Optional[Mapping[str, str]],
+        signed_headers: Optional[Mapping[str, str]],
+        authenticate: bool,
+    ) -> Headers:
+        built = Headers(
+            {
+                "User-Agent": self.user_agent,
+                "Accept": accept,
+                # Uncompressed answers are asked for (an event stream must not
+                # sit in a decompressor's buffer); a compressed one that comes
+                # anyway is decoded, with a bound.
+                "Accept-Encoding": "identity",
+            }
+        )
+        for name, value in (headers or {}).items():
+            if authenticate or name.lower() in _STORAGE_NAMES:
+                built[name] = value
+            else:
+                logger.debug("not sending header %r to storage (not on the allow-list)", name)
+        for name, value in (signed_headers or {}).items():
+            built[name] = value  # signed by the presign answer: verbatim
+        for name in _CREDENTIAL_HEADERS:
+            built.pop(name, None)  # only ever from the credential, only to the API
+        return built
 
     def _check_scope(self, method: str, url: str) -> None:
         """Before an attempt: raise if the request is cancelled or its deadline passed."""
@@ -349,9 +715,8 @@ class Pipeline:
                 url=redact_url(url),
             )
 
-    def _in_time(self, delay: float) -> bool:
-        """Whether a retry after ``delay`` seconds can start before the deadline."""
-        return self._deadline is None or time.monotonic() + delay < self._deadline
+    def _time_left(self) -> Optional[float]:
+        return None if self._deadline is None else self._deadline - time.monotonic()
 
     def _pause(
         self,
@@ -370,6 +735,8 @@ class Pipeline:
             url=redact_url(url),
         ) from cause
 
+    # -- redirects -------------------------------------------------------------------
+
     def _send_following_redirects(
         self, request: Request, *, authenticate: bool, timeout: Timeout
     ) -> Response:
@@ -377,11 +744,9 @@ class Pipeline:
         method = request.method
         trusted = authenticate
         for hop in range(MAX_REDIRECTS + 1):
-            if trusted and _origin(url) != self._origin:
-                trusted = False  # left the API's origin: never send the credential again
+            # The origin is the one the transport connects to: both come from parse_url.
+            trusted = trusted and parse_url(url).origin == self._origin
             headers = request.headers.copy()
-            for name in ("Authorization", "X-Team-ID"):
-                headers.pop(name, None)
             if trusted:
                 headers.update(self.credentials.headers())
             started = time.monotonic()
@@ -405,30 +770,54 @@ class Pipeline:
             )
             if not response.is_redirect or method not in ("GET", "HEAD"):
                 return response
-            location = urljoin(url, response.headers["location"])
-            response.close()
-            if urlsplit(location).scheme not in ("http", "https"):
-                raise TooManyRedirects(
-                    "the server redirected to a URL that is not http(s)",
-                    method=method,
-                    url=redact_url(location),
-                )
+            location = response.headers["location"]
+            discard(response)
             if hop == MAX_REDIRECTS:
                 break
-            if urlsplit(url).scheme == "https" and urlsplit(location).scheme == "http":
-                trusted = False  # a downgrade: the credential must not travel in clear
-            url = location
+            url = self._redirect_target(method, url, location)
         raise TooManyRedirects(
             f"more than {MAX_REDIRECTS} redirects", method=method, url=redact_url(url)
         )
 
+    @staticmethod
+    def _redirect_target(method: str, url: str, location: str) -> str:
+        try:
+            return str(parse_url(urljoin(url, location)))
+        except (InvalidURL, ValueError) as exc:
+            reason = exc if isinstance(exc, InvalidURL) else "the URL is malformed"
+            raise TooManyRedirects(
+                f"the server redirected to a URL the SDK will not follow: {reason}",
+                method=method,
+                url=redact_url(url),
+            ) from None
+
+    # -- answers -------------------------------------------------------------------
+
+    def _read_whole(self, response: Response) -> bytes:
+        """The whole (decompressed) body, at most MAX_JSON_BODY bytes; closes the response.
+
+        Raises:
+            TransportError: the body did not arrive whole.
+            DecodeError: it is larger than the limit, or its encoding is broken.
+        """
+        try:
+            return decoded(response, MAX_JSON_BODY, DecodeError).read(limit=MAX_JSON_BODY)
+        except BodyTooLarge:
+            raise DecodeError(
+                f"the answer is larger than the {MAX_JSON_BODY}-byte limit", what="answer"
+            ) from None
+        finally:
+            response.close()
+
     def _error(self, response: Response, method: str, url: str, policy: RetryPolicy) -> APIError:
         try:
             body = response.read(limit=MAX_ERROR_BODY)
-        except TransportError:
+        except CyberunError:
             body = b""
+        finally:
+            response.close()
         server_message, code = _error_details(body)
-        server_message = redact_text(server_message)
+        server_message = redact_text(server_message, self._secrets)
         request_id = next(
             (response.headers[name] for name in REQUEST_ID_HEADERS if name in response.headers),
             None,
@@ -458,36 +847,8 @@ class Pipeline:
             retry_after=retry_after,
         )
 
-    def read_json(self, response: Response, what: str) -> Any:
-        """Read a JSON answer (bounded) and close the response."""
-        try:
-            body = response.read(limit=MAX_JSON_BODY)
-        finally:
-            response.close()
-        return loads(body, what)
 
-    def get_model(self, url: str, cls: Type[T], what: str) -> T:
-        """GET ``url`` and decode the answer as ``cls``."""
-        return structure(self.read_json(self.send("GET", url), what), cls)
-
-    def get_page(self, url: str, cls: Type[T], key: str) -> Page[T]:
-        """GET one page of a list endpoint and decode its envelope."""
-        data = self.read_json(self.send("GET", url), f"a page of {key}")
-        if not isinstance(data, dict):
-            raise DecodeError(f"expected a {key} envelope object", what="Page")
-        items = data.get(key)
-        if items is None:  # be liberal in the envelope's key
-            items = next((v for k, v in data.items() if isinstance(v, list)), [])
-        if not isinstance(items, list):
-            raise DecodeError(f"{key} is not a list", what="Page", snippet=repr(items)[:200])
-        meta = data.get("page_meta") or {}
-        return Page(
-            items=[structure(item, cls) for item in items],
-            current_page=_int(meta.get("current_page"), 1),
-            per_page=_int(meta.get("per_page"), len(items)),
-            total_count=_int(meta.get("total_count"), len(items)),
-        )
-
+_STORAGE_NAMES = frozenset(name.lower() for name in STORAGE_HEADERS)
 
 _HINTS = {
     400: None,
@@ -501,18 +862,6 @@ _HINTS = {
 
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def uncertain(workflow: str, submitted_at: datetime, detail: str) -> SubmissionUncertain:
-    """The error for a run request that failed after it was sent."""
-    return SubmissionUncertain(
-        f"starting {workflow!r} failed after the request was sent ({detail}); the task may "
-        "exist. It was not retried, so no second task was started. Look for it with "
-        f"client.list_tasks() (tasks created after {submitted_at.isoformat()}) before "
-        "submitting again.",
-        workflow=workflow,
-        submitted_at=submitted_at,
-    )
 
 
 def _error_details(body: bytes) -> Tuple[str, Optional[str]]:
@@ -538,49 +887,3 @@ def _error_details(body: bytes) -> Tuple[str, Optional[str]]:
     if isinstance(message, (list, dict)):
         message = json.dumps(message)[:500]
     return (str(message)[:500] if message else text[:500]), (str(code) if code else None)
-
-
-def _rewinder(body: Optional[Body]) -> Optional[Callable[[], None]]:
-    """A way to send ``body`` again, or None when it cannot be replayed."""
-    if body is None or isinstance(body, (bytes, bytearray)):
-        return lambda: None
-    if isinstance(body, ProgressBody):
-        return _progress_rewinder(body)
-    seek = getattr(body, "seek", None)
-    tell = getattr(body, "tell", None)
-    if callable(seek) and callable(tell):
-        try:
-            start = tell()
-        except (OSError, ValueError):
-            return None
-        return lambda: seek(start)
-    return None
-
-
-def _progress_rewinder(body: ProgressBody) -> Optional[Callable[[], None]]:
-    found = _rewinder(body.inner)
-    if found is None:
-        return None
-    rewind_inner: Callable[[], None] = found
-
-    def rewind() -> None:
-        rewind_inner()
-        body.sent = 0
-
-    return rewind
-
-
-class ProgressBody:
-    """An upload body that reports how many bytes have gone."""
-
-    def __init__(self, inner: Body, total: int, callback: Callable[[int, int], None]) -> None:
-        self.inner = inner
-        self.total = total
-        self.callback = callback
-        self.sent = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in iter_body(self.inner):
-            yield chunk
-            self.sent += len(chunk)
-            self.callback(self.sent, self.total)

@@ -9,28 +9,13 @@ retries, redirects, errors) and decodes the answer. Nothing else lives here.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
 
+from ._bodies import ProgressBody
 from ._convert import structure
 from ._parameters import check_parameters, raise_for_parameters
-from ._pipeline import (
-    UUID,
-    Credentials,
-    Pipeline,
-    ProgressBody,
-    looks_like_jwt,
-    segment,
-    uncertain,
-)
-from .errors import (
-    APIError,
-    ConnectError,
-    ConnectTimeoutError,
-    DecodeError,
-    ServerError,
-    TransportError,
-)
+from ._pipeline import UUID, Credentials, Pipeline, looks_like_jwt, segment
+from .errors import APIError, DecodeError
 from .models import Page, Task, TaskResult, UploadTarget, Webhook, Workflow
 from .retry import RetryPolicy
 from .transports._base import Body, Response, Timeout
@@ -73,8 +58,11 @@ class Endpoints(Pipeline):
         anything that is not a UUID.
 
         Raises:
-            SubmissionUncertain: the request may have reached the server but
-                no answer came back; the task may exist. Never retried.
+            SubmissionUncertain: the request may have reached the server and
+                no whole answer came back (or a 500, 502 or 504): the task
+                may exist. Never retried; find it with ``Client.find_submitted``.
+            RateLimited: still refused (429) once the retry policy gave up.
+            ParameterError: a parameter is NaN or infinite.
         """
         if UUID.match(workflow):
             url = self.runtime_url(f"/workflows/{segment(workflow, 'workflow id')}/run")
@@ -82,18 +70,14 @@ class Endpoints(Pipeline):
             url = self.runtime_url(
                 f"/workflows/slug/{segment(workflow, 'workflow slug', safe='@')}/run"
             )
-        submitted_at = datetime.now(timezone.utc)
-        try:
-            response = self.send("POST", url, json_body=dict(body), idempotent=False)
-        except (ConnectError, ConnectTimeoutError):
-            raise  # provably never sent (and already retried)
-        except TransportError as exc:
-            raise uncertain(workflow, submitted_at, str(exc)) from exc
-        except ServerError as exc:
-            if exc.status in (502, 504):  # a gateway answered; the backend may have acted
-                raise uncertain(workflow, submitted_at, str(exc)) from exc
-            raise
-        data = self.read_json(response, "a run answer")
+        data = self.request_json(
+            "POST",
+            url,
+            json_body=dict(body),
+            idempotent=False,
+            submission=workflow,
+            what="a run answer",
+        )
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise DecodeError(
@@ -111,6 +95,7 @@ class Endpoints(Pipeline):
         self, page: int = 1, per_page: int = 20, status: Optional[str] = None
     ) -> Page[Task]:
         """One page of ``GET /tasks`` (newest first, as the server orders them)."""
+        _check_page(page, per_page)
         query = {"current_page": page, "per_page": per_page, "status": status}
         return self.get_page(self.runtime_url("/tasks", query), Task, "task_list")
 
@@ -118,6 +103,7 @@ class Endpoints(Pipeline):
         self, *, status: Optional[str] = None, per_page: int = 20, limit: Optional[int] = None
     ) -> Iterator[Task]:
         """Every task, fetching pages lazily; stops at ``total_count`` or ``limit``."""
+        _check_page(1, per_page)
         return _iterate(lambda page: self.list_tasks_page(page, per_page, status), per_page, limit)
 
     def cancel_task(self, task_id: str) -> None:
@@ -156,11 +142,13 @@ class Endpoints(Pipeline):
 
     def list_workflows_page(self, page: int = 1, per_page: int = 20) -> Page[Workflow]:
         """One page of ``GET /workflows``."""
+        _check_page(page, per_page)
         query = {"current_page": page, "per_page": per_page}
         return self.get_page(self.runtime_url("/workflows", query), Workflow, "workflow_list")
 
     def iter_workflows(self, *, per_page: int = 50) -> Iterator[Workflow]:
         """Every workflow, fetching pages lazily."""
+        _check_page(1, per_page)
         return _iterate(lambda page: self.list_workflows_page(page, per_page), per_page, None)
 
     def get_workflow(self, workflow: str) -> Workflow:
@@ -178,10 +166,14 @@ class Endpoints(Pipeline):
     def presign_upload(self, file_name: str, file_size: int, content_type: str) -> UploadTarget:
         """``POST /files/presign``: where to PUT one input file."""
         body = {"file_name": file_name, "file_size": file_size, "content_type": content_type}
-        response = self.send(
-            "POST", self.runtime_url("/files/presign"), json_body=body, idempotent=True
+        data = self.request_json(
+            "POST",
+            self.runtime_url("/files/presign"),
+            json_body=body,
+            idempotent=True,
+            what="a presign answer",
         )
-        return structure(self.read_json(response, "a presign answer"), UploadTarget)
+        return structure(data, UploadTarget)
 
     def upload(
         self,
@@ -191,13 +183,16 @@ class Endpoints(Pipeline):
         size: int,
         on_progress: Optional[Callable[[int, int], None]] = None,
     ) -> None:
-        """PUT a file to its presigned URL with the signed headers, never the credential.
+        """PUT a file to its presigned URL with exactly the signed headers, never the credential.
 
-        A file object that can seek is re-sent from the start on a retry.
-        A 412 on a retry means an earlier attempt already stored the object.
+        The request carries the presign answer's ``upload_headers`` verbatim
+        (they are signed) and nothing of the caller's session. A file object
+        that can seek is re-sent from the start on a retry. A 412 on a retry
+        means an earlier attempt already stored the object.
         """
-        headers = dict(target.upload_headers)
-        headers.setdefault("Content-Length", str(size))
+        signed = dict(target.upload_headers)
+        if not any(name.lower() == "content-length" for name in signed):
+            signed["Content-Length"] = str(size)
         if on_progress is not None:
             body = ProgressBody(body, size, on_progress)
         try:
@@ -205,13 +200,13 @@ class Endpoints(Pipeline):
                 "PUT",
                 target.upload_url,
                 body=body,
-                headers=headers,
+                signed_headers=signed,
                 authenticate=False,
                 idempotent=True,
                 accept="*/*",
             ).close()
         except APIError as exc:
-            if exc.status == 412 and "If-None-Match" in headers:
+            if exc.status == 412 and any(name.lower() == "if-none-match" for name in signed):
                 return  # an earlier attempt's PUT landed: the object is there
             raise
 
@@ -222,7 +217,11 @@ class Endpoints(Pipeline):
         headers: Optional[Mapping[str, str]] = None,
         timeout: Optional[Timeout] = None,
     ) -> Response:
-        """GET a presigned storage URL (never with the credential); return the stream."""
+        """GET a presigned storage URL; return the stream.
+
+        Only the storage allow-list of ``headers`` is sent (``Range``,
+        ``If-Range``), never the credential.
+        """
         return self.send(
             "GET", url, headers=headers, authenticate=False, accept="*/*", timeout=timeout
         )
@@ -238,8 +237,10 @@ class Endpoints(Pipeline):
             "webhook_url": webhook_url,
             "webhook_events": list(webhook_events),
         }
-        response = self.send("POST", self.management_url("/webhooks"), json_body=body)
-        return structure(self.read_json(response, "a webhook"), Webhook)
+        data = self.request_json(
+            "POST", self.management_url("/webhooks"), json_body=body, what="a webhook"
+        )
+        return structure(data, Webhook)
 
     def get_webhook(self, webhook_id: str) -> Webhook:
         """``GET /api/v1/webhooks/{id}``."""
@@ -248,18 +249,20 @@ class Endpoints(Pipeline):
 
     def list_webhooks_page(self, page: int = 1, per_page: int = 50) -> Page[Webhook]:
         """One page of ``GET /api/v1/webhooks``."""
+        _check_page(page, per_page)
         query = {"current_page": page, "per_page": per_page}
         return self.get_page(self.management_url("/webhooks", query), Webhook, "webhook_list")
 
     def iter_webhooks(self, *, per_page: int = 50) -> Iterator[Webhook]:
         """Every webhook, fetching pages lazily."""
+        _check_page(1, per_page)
         return _iterate(lambda page: self.list_webhooks_page(page, per_page), per_page, None)
 
     def update_webhook(self, webhook_id: str, changes: Mapping[str, Any]) -> Webhook:
         """``PUT /api/v1/webhooks/{id}`` with the fields to change."""
         url = self.management_url(f"/webhooks/{segment(webhook_id, 'webhook id')}")
-        response = self.send("PUT", url, json_body=dict(changes))
-        return structure(self.read_json(response, "a webhook"), Webhook)
+        data = self.request_json("PUT", url, json_body=dict(changes), what="a webhook")
+        return structure(data, Webhook)
 
     def delete_webhook(self, webhook_id: str) -> None:
         """``DELETE /api/v1/webhooks/{id}``."""
@@ -269,11 +272,24 @@ class Endpoints(Pipeline):
     def rotate_webhook_secret(self, webhook_id: str) -> str:
         """``POST /api/v1/webhooks/{id}/rotate-secret``; the old secret stops working at once."""
         url = self.management_url(f"/webhooks/{segment(webhook_id, 'webhook id')}/rotate-secret")
-        data = self.read_json(self.send("POST", url), "a rotated secret")
+        data = self.request_json("POST", url, what="a rotated secret")
         secret = data.get("webhook_secret") if isinstance(data, dict) else None
         if not isinstance(secret, str) or not secret:
             raise DecodeError("the rotate-secret answer has no webhook_secret", what="secret")
         return secret
+
+
+#: The API's bounds on ``per_page`` (every list endpoint).
+PER_PAGE_RANGE = (1, 100)
+
+
+def _check_page(page: int, per_page: int) -> None:
+    """Refuse a page request the API would refuse, before anything is sent."""
+    low, high = PER_PAGE_RANGE
+    if isinstance(per_page, bool) or not isinstance(per_page, int) or not low <= per_page <= high:
+        raise ValueError(f"per_page must be from {low} to {high}, got {per_page!r}")
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise ValueError(f"page must be 1 or more, got {page!r}")
 
 
 def _iterate(fetch: Callable[[int], Page[T]], per_page: int, limit: Optional[int]) -> Iterator[T]:

@@ -817,12 +817,13 @@ def main(
 
 
 def _print_traceback(stderr: IO[str]) -> None:
-    """The current exception's traceback, with server text in it made visible."""
+    """The current exception's traceback, secrets redacted and server text made visible."""
     import traceback
 
+    from ._redact import redact_text
     from ._terminal import visible_lines
 
-    stderr.write(visible_lines(traceback.format_exc()))
+    stderr.write(visible_lines(redact_text(traceback.format_exc())))
 
 
 def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> int:

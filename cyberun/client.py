@@ -16,6 +16,7 @@ import os
 import queue
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from typing import (
@@ -40,12 +41,14 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from ._parameters import raise_for_parameters
+from ._pipeline import UUID
 from ._redact import redact_url
 from .api import Credentials, Endpoints
 from .errors import (
     ConfigurationError,
     CyberunError,
     DecodeError,
+    SubmissionUncertain,
     TaskCancelled,
     TaskFailed,
     TransportError,
@@ -722,6 +725,41 @@ class Client:
         """Tasks, newest first, fetched page by page as you iterate."""
         return self._api.iter_tasks(status=status, per_page=per_page, limit=limit)
 
+    def find_submitted(self, error: SubmissionUncertain, *, skew: float = 300) -> List[Task]:
+        """The tasks an uncertain submission may have started, newest first.
+
+        A [`SubmissionUncertain`][cyberun.SubmissionUncertain] means the run
+        request may have reached the server although its answer was lost.
+        This lists the tasks of that workflow (a slug or ``slug@version`` is
+        resolved to its workflow id) created within ``skew`` seconds either
+        side of when the request was sent (the server's clock may differ from
+        this machine's). One task: it is almost certainly the one started;
+        none: the request most likely never started one.
+
+        Args:
+            error: the exception ``run`` raised.
+            skew: seconds either side of ``error.submitted_at`` to accept.
+
+        Returns:
+            The candidate tasks, newest first (possibly empty).
+
+        Raises:
+            ValueError: ``error`` carries no workflow or submission time.
+        """
+        submitted_at = getattr(error, "submitted_at", None)
+        workflow = getattr(error, "workflow", None)
+        if not isinstance(submitted_at, datetime) or not workflow:
+            raise ValueError(
+                "find_submitted needs a SubmissionUncertain with its workflow and time"
+            )
+        if skew < 0:
+            raise ValueError("skew must be 0 or more seconds")
+        workflow_id = workflow if UUID.match(workflow) else self.get_workflow(workflow).id
+        window = timedelta(seconds=skew)
+        return _tasks_created_between(
+            self._api, workflow_id, _aware(submitted_at) - window, _aware(submitted_at) + window
+        )
+
     def cancel(self, task_id: str) -> None:
         """Cancel a task; a no-op on a task that has already ended."""
         self._api.cancel_task(task_id)
@@ -1258,6 +1296,44 @@ def _ended_by(control: Control, events: Iterator[TaskEvent]) -> Iterator[TaskEve
     except TransportError:
         control.check()
         raise
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _tasks_created_between(
+    api: Endpoints, workflow_id: str, start: datetime, end: datetime
+) -> List[Task]:
+    """Tasks of one workflow created in ``[start, end]``, newest first.
+
+    The list is read newest first, as the server orders it, and reading
+    stops after a page whose every task is older than ``start``; should the
+    server turn out not to order its list, every page is read.
+    """
+    found: List[Task] = []
+    ordered = True
+    previous: Optional[datetime] = None
+    page = 1
+    while True:
+        batch = api.list_tasks_page(page, 100)
+        all_older = bool(batch.items)
+        for task in batch.items:
+            if task.created_at is None:
+                all_older = False
+                continue
+            created = _aware(task.created_at)
+            if previous is not None and created > previous:
+                ordered = False
+            previous = created
+            if created >= start:
+                all_older = False
+            if task.workflow_id == workflow_id and start <= created <= end:
+                found.append(task)
+        if not batch.items or page >= batch.page_count or (ordered and all_older):
+            break
+        page += 1
+    return sorted(found, key=lambda task: _aware(task.created_at or start), reverse=True)
 
 
 def _check_mode(mode: object) -> None:

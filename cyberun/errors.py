@@ -141,17 +141,22 @@ class TransportError(CyberunError):
 
 
 class ConnectError(TransportError):
-    """No connection could be made (refused, DNS failure, unreachable).
+    """No connection could be made (refused, DNS failure, unreachable, a proxy failure).
 
     The request provably never reached the server, so it is always safe to
-    retry, even for a request that starts a task.
+    retry, even for a request that starts a task. Also raised, before
+    anything is sent, for a URL the SDK will not send to and for a proxy
+    scheme the transport cannot use.
     """
 
 
 class TLSError(TransportError):
     """The TLS handshake failed (certificate verification, protocol mismatch).
 
-    The request was not sent.
+    The request was not sent: transports raise this only for a failure
+    before the request could be written (a TLS error later, while the answer
+    was awaited, is a [`ReadError`][cyberun.ReadError]). A certificate that
+    fails verification is not retried; other handshake failures are.
     """
 
 
@@ -188,16 +193,25 @@ class RequestCancelled(TransportError):
 
 
 class TooManyRedirects(TransportError):
-    """The server redirected more times than the SDK follows."""
+    """The server's redirects cannot be followed.
+
+    More than five in a row, or a ``Location`` the SDK will not follow: not
+    http(s), or a URL that parsers could read in more than one way (a
+    backslash, user info, a control character, a bad port or host). Never
+    retried.
+    """
 
 
 class SubmissionUncertain(CyberunError):
     """A request that starts a task failed after it may have reached the server.
 
-    The task may or may not exist. The SDK never retries such a request
-    blindly, because the API has no idempotency key and a retry could start a
-    second (billed) task. Look for it with ``client.list_tasks()`` (newest
-    first) before submitting again.
+    Raised when the run request was sent and no whole answer came back (a
+    reset or timeout after sending, a 2xx whose body was cut, stalled or
+    unreadable) or the answer was a 500, 502 or 504. The task may or may not
+    exist. The SDK never retries such a request, because the API has no
+    idempotency key and a retry could start a second (billed) task. Look for
+    it with ``client.find_submitted(error)`` before submitting again. The
+    failure that caused it is chained as ``__cause__``.
 
     Attributes:
         workflow: the workflow id or slug that was being run.

@@ -1,8 +1,9 @@
 """The retry policy for ordinary API requests: one immutable value, applied in one place.
 
-The endpoint layer (and only it) consults a [`RetryPolicy`][cyberun.RetryPolicy] for every
-request. The event stream has its own reconnect loop and the downloader its
-own refresh of expired URLs; the three never stack.
+The request pipeline (and only it) consults a [`RetryPolicy`][cyberun.RetryPolicy] for
+every request, in its one retry decision. The event stream has its own
+reconnect loop and the downloader its own refresh of expired URLs; the three
+never stack.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, Optional, Union
 
 import attrs
-
-from .errors import ConnectError, ConnectTimeoutError, ReadError, ReadTimeoutError, TransportError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .transports._base import CancelToken
@@ -61,15 +60,21 @@ class RetryPolicy:
         backoff_max: the cap on the exponential delay, in seconds.
         retry_after_max: the longest ``Retry-After`` the SDK honours, in
             seconds; longer requests are capped to this.
+        total_wait_max: the most seconds spent waiting between the attempts
+            of one request, all retries together; a retry whose wait would
+            pass it is not made (the error at hand is raised instead).
         statuses: HTTP statuses that are retried (for requests that may be).
         methods: HTTP methods that are safe to repeat.
         sleep: how to wait (injectable for tests).
         random: a source of floats in ``[0, 1)`` for the jitter (injectable).
         now: the current time, for ``Retry-After`` HTTP dates (injectable).
 
-    A request that starts a task (a POST) is only retried when it provably
-    never reached the server: the connection was refused or timed out while
-    connecting. Anything else could start a second, billed task.
+    What is retried (see the retries guide for the whole table): a request
+    that provably was not accepted (no connection, a TLS handshake or proxy
+    failure, a 429, a 503 with ``Retry-After``), for any method; anything
+    else that failed before a whole answer arrived, only for a request that
+    may be repeated. A request that starts a task is never sent again once
+    it may have been accepted: that would start a second, billed task.
     """
 
     attempts: int = attrs.field(default=4, validator=[_whole, attrs.validators.ge(1)])
@@ -78,6 +83,7 @@ class RetryPolicy:
     retry_after_max: float = attrs.field(
         default=120.0, validator=[_number, attrs.validators.ge(0)]
     )
+    total_wait_max: float = attrs.field(default=300.0, validator=[_number, attrs.validators.ge(0)])
     statuses: FrozenSet[int] = attrs.field(default=RETRY_STATUSES, converter=frozenset)
     methods: FrozenSet[str] = attrs.field(default=IDEMPOTENT_METHODS, converter=_method_set)
     sleep: Callable[[float], None] = attrs.field(
@@ -115,6 +121,7 @@ class RetryPolicy:
         backoff: Optional[float] = None,
         backoff_max: Optional[float] = None,
         retry_after_max: Optional[float] = None,
+        total_wait_max: Optional[float] = None,
         statuses: Optional[Iterable[int]] = None,
         methods: Optional[Iterable[str]] = None,
         sleep: Optional[Callable[[float], None]] = None,
@@ -134,6 +141,7 @@ class RetryPolicy:
                 ("backoff", backoff),
                 ("backoff_max", backoff_max),
                 ("retry_after_max", retry_after_max),
+                ("total_wait_max", total_wait_max),
                 ("statuses", statuses),
                 ("methods", methods),
                 ("sleep", sleep),
@@ -144,7 +152,7 @@ class RetryPolicy:
         }
         return attrs.evolve(self, **changes)
 
-    # -- decisions ------------------------------------------------------------
+    # -- what may be repeated ---------------------------------------------------------
 
     def method_may_repeat(self, method: str, idempotent: Optional[bool] = None) -> bool:
         """Whether a request may be sent again once it may have reached the server.
@@ -158,25 +166,6 @@ class RetryPolicy:
         if idempotent is not None:
             return idempotent
         return method.upper() in self.methods
-
-    def retries_status(self, status: int, method: str, idempotent: Optional[bool] = None) -> bool:
-        """Whether an HTTP error status should be retried for this request."""
-        return status in self.statuses and self.method_may_repeat(method, idempotent)
-
-    def retries_error(
-        self, error: TransportError, method: str, idempotent: Optional[bool] = None
-    ) -> bool:
-        """Whether a transport error should be retried for this request.
-
-        Connection failures are always retried: the request was never sent.
-        Failures after sending are retried only for requests that may repeat.
-        TLS errors and too many redirects are never retried: they do not heal.
-        """
-        if isinstance(error, (ConnectError, ConnectTimeoutError)):
-            return True
-        if isinstance(error, (ReadError, ReadTimeoutError)):
-            return self.method_may_repeat(method, idempotent)
-        return False
 
     # -- waiting -------------------------------------------------------------------
 

@@ -120,3 +120,17 @@ class TLSServer:
 
     def close(self) -> None:
         self.local.close()
+
+
+NETWORK = ["requests", "urllib3", "urllib"]
+
+
+def make_transport(name: str) -> Any:
+    """A fresh transport by name; skips the test when its library is not installed."""
+    import pytest
+
+    from cyberun.transports import transport_by_name
+
+    if name in ("requests", "urllib3"):
+        pytest.importorskip(name)
+    return transport_by_name(name)

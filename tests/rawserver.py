@@ -10,9 +10,10 @@ backlog is full, so a connect to it hangs until it times out.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 Script = Callable[[socket.socket, "RawRequest"], None]
 
@@ -154,6 +155,67 @@ class Blackhole:
         self.listener.close()
 
     def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CuttingProxy:
+    """A reverse proxy in front of a real server (the emulator) that spoils chosen answers.
+
+    Every request is forwarded whole to ``upstream``, and its answer read in
+    full there: the upstream has acted on it (a task exists). ``plan(request)``
+    then says what the client gets: ``"pass"`` the answer as it came,
+    ``"cut"`` the status line, the headers and half the body before the
+    connection closes, ``"stall"`` the same and then nothing, ``"reset"`` a
+    TCP reset instead of any answer.
+    """
+
+    def __init__(self, upstream: str, plan: Callable[[RawRequest], str]) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(upstream)
+        self.plan = plan
+        self.spoiled: List[str] = []
+        #: (request, status, body) of every upstream answer, whole, as the upstream sent it.
+        self.answers: List[Tuple[RawRequest, int, bytes]] = []
+        proxy = self
+
+        def script(conn: socket.socket, request: RawRequest) -> None:
+            upstream_conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            headers = {k: v for k, v in request.headers.items() if k not in ("connection", "host")}
+            upstream_conn.request(request.method, request.target, request.body or None, headers)
+            answer = upstream_conn.getresponse()
+            body = answer.read()
+            upstream_conn.close()
+            proxy.answers.append((request, answer.status, body))
+            what = proxy.plan(request)
+            if what != "pass":
+                proxy.spoiled.append(f"{what} {request.method} {request.target}")
+            if what == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            head = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+            for name, value in answer.getheaders():
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    head += f"{name}: {value}\r\n"
+            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            if what == "pass":
+                conn.sendall(head.encode("latin-1") + body)
+                return
+            conn.sendall(head.encode("latin-1") + body[: len(body) // 2])
+            if what == "stall":
+                proxy.server.stop.wait(30)
+
+        self.server = RawServer(script)
+        self.url = self.server.url
+
+    def close(self) -> None:
+        self.server.close()
+
+    def __enter__(self) -> CuttingProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,4 +1,4 @@
-"""RetryPolicy: decisions, Retry-After, and the backoff schedule's bounds."""
+"""RetryPolicy: values, Retry-After, and the backoff schedule's bounds (decisions: test_decide)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cyberun.errors import (
-    ConnectError,
-    ConnectTimeoutError,
-    ReadError,
-    ReadTimeoutError,
-    TLSError,
-    TooManyRedirects,
-)
 from cyberun.retry import RetryPolicy
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -58,41 +50,6 @@ def test_invalid_values_are_refused() -> None:
 
 def test_methods_are_normalised_to_upper_case() -> None:
     assert RetryPolicy(methods=["get"]).methods == {"GET"}
-
-
-@pytest.mark.parametrize(
-    ("method", "status", "idempotent", "retried"),
-    [
-        ("GET", 503, None, True),
-        ("GET", 429, None, True),
-        ("GET", 500, None, False),
-        ("GET", 404, None, False),
-        ("POST", 503, None, False),
-        ("POST", 429, None, False),
-        ("POST", 503, True, True),
-        ("PUT", 502, None, True),
-        ("GET", 503, False, False),
-    ],
-)
-def test_status_decisions(method: str, status: int, idempotent: object, retried: bool) -> None:
-    assert RetryPolicy().retries_status(status, method, idempotent) is retried  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("error", "method", "retried"),
-    [
-        (ConnectError("refused"), "POST", True),
-        (ConnectTimeoutError("slow"), "POST", True),
-        (ReadTimeoutError("silent"), "GET", True),
-        (ReadTimeoutError("silent"), "POST", False),
-        (ReadError("reset"), "GET", True),
-        (ReadError("reset"), "POST", False),
-        (TLSError("bad cert"), "GET", False),
-        (TooManyRedirects("loop"), "GET", False),
-    ],
-)
-def test_error_decisions(error: Exception, method: str, retried: bool) -> None:
-    assert RetryPolicy().retries_error(error, method) is retried  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,10 @@ def safe_file_name(name: str, default: str = "output") -> str:
 
 
 def _url_file_name(url: str) -> str:
-    return unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    try:
+        return unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    except ValueError:  # a malformed link: named after its key; the request refuses it
+        return ""
 
 
 def output_names(pairs: List[Tuple[str, str]]) -> List[Tuple[str, str, str]]:

@@ -27,9 +27,9 @@ from typing import (
     Union,
     runtime_checkable,
 )
-from urllib.parse import SplitResult, urlsplit
 
 from .._redact import redact_url
+from .._url import URL, InvalidURL, parse_url
 from ..errors import ConnectError, ReadError
 
 __all__ = [
@@ -259,6 +259,10 @@ class Request:
         return f"<Request {self.method} {redact_url(self.url)}>"
 
 
+class BodyTooLarge(ReadError):
+    """Internal: a body longer than the limit ``Response.read`` was given."""
+
+
 class Response:
     """An HTTP response whose body may still be arriving.
 
@@ -365,7 +369,7 @@ class Response:
             self._consumed = True
             self.close()
             if limit is not None and len(self._content) > limit:
-                raise ReadError(
+                raise BodyTooLarge(
                     f"response body larger than the {limit}-byte limit",
                     url=redact_url(self.url),
                 )
@@ -376,7 +380,7 @@ class Response:
             size += len(chunk)
             if limit is not None and size > limit:
                 self.close()
-                raise ReadError(
+                raise BodyTooLarge(
                     f"response body larger than the {limit}-byte limit",
                     url=redact_url(self.url),
                 )
@@ -492,25 +496,40 @@ def _seconds(value: Union[float, DefaultType, None], name: str) -> Optional[floa
     return float(value)
 
 
-def checked_url(method: str, url: str) -> SplitResult:
-    """Split an absolute http(s) URL, or raise ConnectError: such a request is never sent.
+def checked_url(method: str, url: str) -> URL:
+    """Parse an absolute http(s) URL, or raise ConnectError: such a request is never sent.
 
     URLs also come from servers (download links, redirects), so a malformed
-    one must end as the SDK's own error, not as whatever the HTTP library
-    happens to raise.
+    or ambiguous one must end as the SDK's own error, not as whatever the
+    HTTP library happens to raise. Transports send ``str()`` of the result,
+    the canonical form every HTTP library reads the same way (see
+    ``cyberun._url``).
     """
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConnectError(f"invalid URL: {exc}", method=method, url=redact_url(url)) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return parse_url(url)
+    except InvalidURL as exc:
         raise ConnectError(
-            f"cannot send to {redact_url(url)!r}: not an absolute http(s) URL",
-            method=method,
-            url=redact_url(url),
-        )
-    return parts
+            f"cannot send to {redact_url(url)!r}: {exc}", method=method, url=redact_url(url)
+        ) from None
+
+
+def causes(exc: Optional[BaseException], depth: int = 8) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: its cause, urllib3's ``reason``, an exception argument.
+
+    The HTTP libraries wrap an error in another without always chaining it
+    (urllib3 1.26 puts the ``ssl`` error in ``SSLError.args``), so this is
+    how the SDK finds out what really happened.
+    """
+    for _ in range(depth):
+        if exc is None:
+            return
+        yield exc
+        reason = getattr(exc, "reason", None)
+        wrapped = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        if isinstance(reason, BaseException):
+            exc = reason
+        else:
+            exc = exc.__cause__ or wrapped or exc.__context__
 
 
 def iter_body(body: Body, chunk_size: int = 64 * 1024) -> Iterator[bytes]:

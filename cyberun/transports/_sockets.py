@@ -36,13 +36,19 @@ SocketOption = Tuple[int, int, Any]
 
 
 class RequestScope:
-    """The deadline and cancel token of one request, and the sockets it uses.
+    """The deadline and cancel token of one request, the sockets it uses, how far it got.
 
     Args:
         deadline: an absolute ``time.monotonic()`` time, or None.
         cancel: the request's cancel token, or None.
         timeout: the request's connect and read timeouts.
         clock: the monotonic clock.
+
+    Attributes:
+        connected: True once the request had a connection ready to write to
+            (TLS and any proxy tunnel done), False while it had none, None
+            when the transport could not see (a pool of the user's): whether
+            a failure could have happened after the request was sent.
     """
 
     def __init__(
@@ -56,6 +62,7 @@ class RequestScope:
         self.cancel = cancel
         self.timeout = timeout
         self.clock = clock
+        self.connected: Optional[bool] = None
         self._lock = threading.Lock()
         self._watched: List[socket.socket] = []
         self._filenos: Set[int] = set()
@@ -63,13 +70,14 @@ class RequestScope:
         self._released = False
 
     @classmethod
-    def of(cls, request: Request, timeout: Timeout) -> Optional[RequestScope]:
-        """The scope of ``request``, or None when it has neither deadline nor cancel."""
-        deadline = getattr(request, "deadline", None)
-        cancel = getattr(request, "cancel", None)
-        if deadline is None and cancel is None:
-            return None
-        return cls(deadline, cancel, timeout)
+    def of(cls, request: Request, timeout: Timeout) -> RequestScope:
+        """The scope of ``request`` (its deadline and cancel token, if it has them)."""
+        return cls(getattr(request, "deadline", None), getattr(request, "cancel", None), timeout)
+
+    @property
+    def active(self) -> bool:
+        """Whether there is a deadline or a cancel token to honour."""
+        return self.deadline is not None or self.cancel is not None
 
     @property
     def cancelled(self) -> bool:
@@ -230,7 +238,7 @@ class TimedHTTPResponse(http.client.HTTPResponse):
     def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
         scope = current()
-        if scope is not None and isinstance(self.fp, io.BufferedReader):
+        if scope is not None and scope.active and isinstance(self.fp, io.BufferedReader):
             scope.watch(sock)  # a reused connection's socket was not watched yet
             self.fp = io.BufferedReader(_TimedReader(self.fp.detach(), sock, scope))
 

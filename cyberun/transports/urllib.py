@@ -50,6 +50,26 @@ def environment_proxy(scheme: str, host: str) -> Optional[str]:
     return proxies.get(scheme) or proxies.get("all")
 
 
+def check_proxy(proxy: Optional[str], schemes: Tuple[str, ...], transport: str) -> Optional[str]:
+    """``proxy`` with its scheme (``http://`` assumed); ConnectError if ``transport`` can't use it.
+
+    Raised before anything is sent, naming the scheme: a request must never
+    go out some other way than the one configured.
+    """
+    if not proxy:
+        return None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
+    scheme = proxy.split("://", 1)[0].lower()
+    if scheme not in schemes:
+        allowed = " and ".join(f"{name}://" for name in schemes)
+        raise ConnectError(
+            f"the proxy {redact_url(proxy)!r} uses the {scheme}:// scheme, which {transport} "
+            f"does not support (only {allowed}); nothing was sent"
+        )
+    return proxy
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (never sent through a proxy)."""
     host = host.strip("[]").lower()
@@ -110,36 +130,35 @@ class UrllibTransport(BaseTransport):
         method = request.method
         url = redact_url(request.url)
         scope = RequestScope.of(request, timeout)
-        if scope is not None:
-            scope.check(method, url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        proxy = self._proxy_for(parts.scheme, host)
-        key: _PoolKey = (parts.scheme, host, port, proxy)
+        scope.check(method, url)
+        proxy = self._proxy_for(parts.scheme, parts.host)
+        key: _PoolKey = (parts.scheme, parts.host, parts.port, proxy)
         conn = self._checkout(key)
         fresh = conn is None
         if conn is None:
-            conn = self._new_connection(parts.scheme, host, port, proxy, timeout)
+            conn = self._new_connection(parts.scheme, parts.host, parts.port, proxy, timeout)
         with bound(scope):
             if fresh:
+                scope.connected = False
                 try:
                     conn.connect()
                 except Exception as exc:
                     conn.close()
-                    _release(scope)
+                    scope.release()
                     raise _connect_error(exc, method, url, scope) from exc
+            scope.connected = True
             sock = conn.sock
             try:
-                if scope is not None:
-                    scope.watch(sock)
+                scope.watch(sock)
                 if sock is not None:
-                    sock.settimeout(timeout.read if scope is None else scope.read_timeout())
-                target = request.url if (proxy and parts.scheme == "http") else _path(parts)
+                    sock.settimeout(scope.read_timeout())
+                # A forward proxy gets the absolute URL; everything else the path.
+                target = str(parts) if (proxy and parts.scheme == "http") else parts.target
                 self._send_request(conn, method, target, request, scope)
                 response = conn.getresponse()
             except Exception as exc:
                 conn.close()
-                _release(scope)
+                scope.release()
                 raise _read_error(exc, method, url, scope) from exc
         return self._wrap(response, conn, sock, key, request, method, scope)
 
@@ -156,13 +175,20 @@ class UrllibTransport(BaseTransport):
     # -- connections ------------------------------------------------------------------
 
     def _proxy_for(self, scheme: str, host: str) -> Optional[str]:
+        """The proxy for a request, or None; loopback never; refuses what it cannot use.
+
+        Raises:
+            ConnectError: a proxy scheme other than http:// (nothing is sent).
+        """
         if is_loopback(host):
             return None
         if self._proxies is not None:
-            return self._proxies.get(scheme) or self._proxies.get("all")
-        if not self._trust_env:
+            proxy = self._proxies.get(scheme) or self._proxies.get("all")
+        elif not self._trust_env:
             return None
-        return environment_proxy(scheme, host)
+        else:
+            proxy = environment_proxy(scheme, host)
+        return check_proxy(proxy, ("http",), "UrllibTransport")
 
     def _new_connection(
         self, scheme: str, host: str, port: int, proxy: Optional[str], timeout: Timeout
@@ -188,12 +214,7 @@ class UrllibTransport(BaseTransport):
                     host, port, timeout=connect_timeout, context=self._ssl_context
                 )
             return http.client.HTTPConnection(host, port, timeout=connect_timeout)
-        proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if proxy_parts.scheme != "http":
-            raise ConnectError(
-                f"only http:// proxies are supported by UrllibTransport, not {proxy_parts.scheme}"
-                "://; use RequestsTransport or Urllib3Transport for other proxies"
-            )
+        proxy_parts = urlsplit(proxy)
         proxy_host = proxy_parts.hostname or ""
         proxy_port = proxy_parts.port or 80
         auth_headers: Dict[str, str] = {}
@@ -239,7 +260,7 @@ class UrllibTransport(BaseTransport):
         method: str,
         target: str,
         request: Request,
-        scope: Optional[RequestScope],
+        scope: RequestScope,
     ) -> None:
         conn.putrequest(method, target, skip_accept_encoding=True)
         for name, value in getattr(conn, "proxy_headers", {}).items():
@@ -263,8 +284,7 @@ class UrllibTransport(BaseTransport):
             for chunk in iter_body(body, _CHUNK):
                 if not chunk:
                     continue
-                if scope is not None:
-                    scope.check()
+                scope.check()
                 conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             if chunked:
                 conn.send(b"0\r\n\r\n")
@@ -277,7 +297,7 @@ class UrllibTransport(BaseTransport):
         key: _PoolKey,
         request: Request,
         method: str,
-        scope: Optional[RequestScope],
+        scope: RequestScope,
     ) -> Response:
         state = {"done": False}
         url = redact_url(request.url)
@@ -300,13 +320,13 @@ class UrllibTransport(BaseTransport):
                     url=url,
                 )
             state["complete"] = True
-            _release(scope)
+            scope.release()
 
         def close() -> None:
             if state["done"]:
                 return
             state["done"] = True
-            _release(scope)
+            scope.release()
             if state.get("complete") and not response.will_close:
                 response.close()
                 self._checkin(key, conn)
@@ -322,11 +342,6 @@ class UrllibTransport(BaseTransport):
 
         headers = list(response.getheaders())
         return Response(response.status, headers, stream=stream(), close=close, url=request.url)
-
-
-def _release(scope: Optional[RequestScope]) -> None:
-    if scope is not None:
-        scope.release()
 
 
 class _ProxyConnection(http.client.HTTPConnection):
@@ -374,9 +389,9 @@ def _ssl_context(
 
 
 def _connect_error(
-    exc: BaseException, method: str, url: str, scope: Optional[RequestScope] = None
+    exc: BaseException, method: str, url: str, scope: RequestScope
 ) -> TransportError:
-    if scope is not None and scope.cancelled:
+    if scope.cancelled:
         return RequestCancelled("the request was cancelled", method=method, url=url)
     if isinstance(exc, TransportError):
         return exc
@@ -387,10 +402,8 @@ def _connect_error(
     return ConnectError(f"could not connect to {url}: {exc}", method=method, url=url)
 
 
-def _read_error(
-    exc: BaseException, method: str, url: str, scope: Optional[RequestScope] = None
-) -> TransportError:
-    if scope is not None and scope.cancelled:
+def _read_error(exc: BaseException, method: str, url: str, scope: RequestScope) -> TransportError:
+    if scope.cancelled:
         return RequestCancelled("the request was cancelled", method=method, url=url)
     if isinstance(exc, TransportError):
         return exc
@@ -399,7 +412,9 @@ def _read_error(
             f"no data from {url} within the read timeout", method=method, url=url
         )
     if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS error talking to {url}: {exc}", method=method, url=url)
+        # After the handshake: the request may have gone out, so not a TLSError
+        # (which promises nothing was sent).
+        return ReadError(f"the TLS connection to {url} broke: {exc}", method=method, url=url)
     if isinstance(exc, http.client.IncompleteRead):
         return ReadError(f"the body from {url} ended early", method=method, url=url)
     return ReadError(

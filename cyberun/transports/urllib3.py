@@ -10,9 +10,9 @@ import functools
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple, Union
-from urllib.parse import urlsplit
 
-from .._redact import redact_url
+from .._redact import redact_text, redact_url, scrub_exception
+from .._url import URL
 from ..errors import (
     ConnectError,
     ConnectTimeoutError,
@@ -22,9 +22,18 @@ from ..errors import (
     TLSError,
     TransportError,
 )
-from ._base import BaseTransport, Body, Request, Response, Timeout, checked_url, iter_body
+from ._base import (
+    BaseTransport,
+    Body,
+    Request,
+    Response,
+    Timeout,
+    causes,
+    checked_url,
+    iter_body,
+)
 from ._sockets import RequestScope, TimedHTTPResponse, bound, create_connection, current
-from .urllib import environment_proxy
+from .urllib import check_proxy, environment_proxy, is_loopback
 
 if TYPE_CHECKING:  # pragma: no cover
     import urllib3
@@ -80,27 +89,51 @@ class Urllib3Transport(BaseTransport):
         if pool is None:
             use_scoped_pools(self._pool)
         self._proxy_pools: Dict[str, urllib3.ProxyManager] = {}
+        self._direct: Optional[urllib3.PoolManager] = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         own = "" if self._own else "pool=<yours>"
         return f"Urllib3Transport({own})"
 
-    def _pool_for(self, url: str) -> Any:
+    def _pool_for(self, url: URL) -> Any:
+        """The pool manager for ``url``: loopback never through a proxy, proxies checked.
+
+        Raises:
+            ConnectError: the environment asks for a proxy scheme urllib3
+                cannot use (nothing is sent).
+        """
+        if is_loopback(url.host):
+            if isinstance(self._pool, self._urllib3.ProxyManager):
+                return self._direct_pool()  # a proxy cannot reach this machine's loopback
+            return self._pool
         if not self._own or not self._trust_env:
             return self._pool
-        parts = urlsplit(url)
-        proxy = environment_proxy(parts.scheme, parts.hostname or "")
+        proxy = check_proxy(
+            environment_proxy(url.scheme, url.host), ("http", "https"), "Urllib3Transport"
+        )
         if not proxy:
             return self._pool
-        if proxy not in self._proxy_pools:
-            manager = self._urllib3.ProxyManager(proxy, **self._pool_kwargs)
-            use_scoped_pools(manager)
-            self._proxy_pools[proxy] = manager
-        return self._proxy_pools[proxy]
+        with self._lock:
+            if proxy not in self._proxy_pools:
+                # https through an http proxy goes through a CONNECT tunnel:
+                # urllib3 never forwards an https request to a plain-http proxy.
+                manager = self._urllib3.ProxyManager(proxy, **self._pool_kwargs)
+                use_scoped_pools(manager)
+                self._proxy_pools[proxy] = manager
+            return self._proxy_pools[proxy]
+
+    def _direct_pool(self) -> Any:
+        with self._lock:
+            if self._direct is None:
+                settings = dict(getattr(self._pool, "connection_pool_kw", {}))
+                self._direct = self._urllib3.PoolManager(**settings)
+                use_scoped_pools(self._direct)
+            return self._direct
 
     def send(self, request: Request, *, timeout: Timeout) -> Response:
         """Send the request; see [`Transport`][cyberun.Transport]."""
-        checked_url(request.method, request.url)
+        url = checked_url(request.method, request.url)
         scope = RequestScope.of(request, timeout)
         headers = dict(request.headers.items())
         chunked = False
@@ -109,12 +142,12 @@ class Urllib3Transport(BaseTransport):
             chunked = "content-length" not in request.headers
             body = checked_body(body, scope)
         try:
-            if scope is not None:
-                scope.check()
+            scope.check()
+            pool = self._pool_for(url)
             with bound(scope):
-                raw = self._pool_for(request.url).urlopen(
+                raw = pool.urlopen(
                     request.method,
-                    request.url,
+                    str(url),
                     body=body,
                     headers=headers,
                     redirect=False,
@@ -127,8 +160,7 @@ class Urllib3Transport(BaseTransport):
                     enforce_content_length=True,
                 )
         except Exception as exc:
-            if scope is not None:
-                scope.release()
+            scope.release()
             raise map_urllib3_error(exc, request.method, request.url, scope) from exc
         return urllib3_response(raw, request.method, request.url, scope)
 
@@ -137,6 +169,8 @@ class Urllib3Transport(BaseTransport):
         for pool in self._proxy_pools.values():
             pool.clear()
         self._proxy_pools.clear()
+        if self._direct is not None:
+            self._direct.clear()
         if self._own:
             self._pool.clear()
 
@@ -267,37 +301,69 @@ def map_urllib3_error(
     """Translate a urllib3 (or socket/http.client) exception to the SDK's most specific error.
 
     A cancelled request is [`RequestCancelled`][cyberun.RequestCancelled] whatever the
-    shutdown of its socket looked like to the library.
+    shutdown of its socket looked like to the library. Only a failure before
+    the request could be written is a ``ConnectError``, ``ConnectTimeoutError``
+    or ``TLSError`` (they promise nothing was sent): urllib3 reports a TLS
+    or proxy error the same way whenever it happens, so the scope says
+    whether the connection was ready. The exception (which quotes the URL,
+    signature included) is scrubbed before it is chained.
     """
     import urllib3.exceptions as e
 
     safe_url = redact_url(url)
+    scrub_exception(exc)
     if scope is not None and scope.cancelled:
         return RequestCancelled("the request was cancelled", method=method, url=safe_url)
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, e.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
-    if isinstance(exc, e.ProxyError):
-        return ConnectError(f"the proxy failed for {safe_url}: {exc}", method=method, url=safe_url)
+    connected = None if scope is None else scope.connected
+    unsent = connected is False or (connected is None and _failed_to_connect(exc))
+    detail = redact_text(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, e.ProxyError) and unsent:
+        return ConnectError(
+            f"the proxy failed for {safe_url}: {detail}", method=method, url=safe_url
+        )
     if isinstance(exc, e.NewConnectionError):  # refused, DNS, unreachable
         return ConnectError(f"could not connect to {safe_url}", method=method, url=safe_url)
     if isinstance(exc, e.ConnectTimeoutError):
         return ConnectTimeoutError(
             f"timed out connecting to {safe_url}", method=method, url=safe_url
         )
-    if isinstance(exc, e.SSLError):
-        return TLSError(f"TLS error with {safe_url}: {exc}", method=method, url=safe_url)
+    if isinstance(exc, e.SSLError) and (unsent or (connected is None and _certificate(exc))):
+        return TLSError(
+            f"TLS handshake with {safe_url} failed: {detail}", method=method, url=safe_url
+        )
     if isinstance(exc, (e.ReadTimeoutError, socket.timeout)):
         return ReadTimeoutError(
             f"no data from {safe_url} within the read timeout", method=method, url=safe_url
         )
     if isinstance(exc, e.ProtocolError) and exc.args and _is_short_body(exc.args[-1]):
         return ReadError(f"the body from {safe_url} ended early", method=method, url=safe_url)
-    return ReadError(
-        f"the connection to {safe_url} broke: {type(exc).__name__}: {exc}",
-        method=method,
-        url=safe_url,
+    return ReadError(f"the connection to {safe_url} broke: {detail}", method=method, url=safe_url)
+
+
+def _failed_to_connect(exc: BaseException) -> bool:
+    """Over a pool of the user's: whether the error happened while connecting."""
+    import urllib3.exceptions as e
+
+    refused = (
+        e.NewConnectionError,
+        e.ConnectTimeoutError,
+        socket.gaierror,
+        ConnectionRefusedError,
+    )
+    return any(isinstance(link, refused) for link in causes(exc))
+
+
+def _certificate(exc: BaseException) -> bool:
+    """Whether a TLS error is a certificate that failed verification (only in a handshake)."""
+    import ssl
+
+    return any(
+        isinstance(link, (ssl.SSLCertVerificationError, ssl.CertificateError))
+        for link in causes(exc)
     )
 
 
@@ -357,11 +423,17 @@ def _scoped_pool_classes() -> Dict[str, Any]:
         def _new_conn(self) -> Any:
             return _scoped_socket(self, super()._new_conn)
 
+        def connect(self) -> None:
+            _connecting(super().connect)
+
     class ScopedHTTPSConnection(connection.HTTPSConnection):
         response_class = TimedHTTPResponse
 
         def _new_conn(self) -> Any:
             return _scoped_socket(self, super()._new_conn)
+
+        def connect(self) -> None:
+            _connecting(super().connect)
 
     class ScopedHTTPConnectionPool(connectionpool.HTTPConnectionPool):
         ConnectionCls = ScopedHTTPConnection
@@ -389,8 +461,20 @@ def _checked_out(conn: Any) -> Any:
     scope = current()
     conn._cyberun_scope = scope
     if scope is not None:
-        scope.watch(getattr(conn, "sock", None))
+        sock = getattr(conn, "sock", None)
+        scope.connected = sock is not None  # a kept-alive connection is ready at once
+        scope.watch(sock)
     return conn
+
+
+def _connecting(connect: Callable[[], None]) -> None:
+    """Connect (TCP, proxy tunnel, TLS), then mark the current request as able to be sent."""
+    scope = current()
+    if scope is not None:
+        scope.connected = False
+    connect()
+    if scope is not None:
+        scope.connected = True
 
 
 def _checked_in(conn: Any) -> Any:

@@ -28,21 +28,10 @@ from cyberun.transports import (
     Response,
     Timeout,
     Transport,
-    transport_by_name,
 )
 
-NETWORK = ["requests", "urllib3", "urllib"]
 PATIENT = Timeout(10, 10)  # far longer than any wait below: only the deadline or a cancel ends it
 PROMPT = 0.5  # what "promptly" means here, on a loaded 2-core machine
-
-
-@pytest.fixture(params=NETWORK)
-def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
-    if request.param != "urllib":
-        pytest.importorskip(request.param)
-    made = transport_by_name(request.param)
-    yield made
-    made.close()
 
 
 @pytest.fixture

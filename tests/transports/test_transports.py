@@ -10,6 +10,7 @@ import time
 from typing import Iterator, List
 
 import pytest
+from netfixtures import NETWORK, make_transport
 from scripted import ScriptedServer
 
 from cyberun.errors import (
@@ -31,27 +32,12 @@ from cyberun.transports import (
     transport_by_name,
 )
 
-NETWORK = ["requests", "urllib3", "urllib"]
-
-
-def _make(name: str) -> Transport:
-    if name in ("requests", "urllib3"):
-        pytest.importorskip(name)
-    return transport_by_name(name)
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ScriptedServer]:
     s = ScriptedServer()
     yield s
     s.close()
-
-
-@pytest.fixture(params=NETWORK)
-def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
-    t = _make(request.param)
-    yield t
-    t.close()
 
 
 TIMEOUT = Timeout(5, 5)
@@ -326,7 +312,7 @@ def test_responses_close_once_and_are_context_managers(
 
 def test_transports_are_context_managers() -> None:
     for name in NETWORK:
-        with _make(name) as t:
+        with make_transport(name) as t:
             assert isinstance(t, Transport)
 
 
