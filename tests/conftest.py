@@ -22,6 +22,18 @@ settings.register_profile("cyberun", deadline=None, suppress_health_check=[Healt
 settings.load_profile("cyberun")
 
 
+#: The emulator's two id modes: as documented (no ``id:`` lines, no replay) and
+#: with ids and ``Last-Event-ID`` replay. The SDK's end-to-end and reliability
+#: suites run against both.
+ID_MODES = pytest.mark.parametrize("sse_ids", [False, True], ids=["ids-off", "ids-on"])
+
+
+@pytest.fixture(params=[False, True], ids=["ids-off", "ids-on"])
+def sse_ids(request: pytest.FixtureRequest) -> bool:
+    """Each emulator id mode in turn: documented (no ids), then ids with replay."""
+    return bool(request.param)
+
+
 @pytest.fixture
 def interruptible_children() -> Iterator[None]:
     """Let the subprocesses a test starts see Ctrl-C (SIGINT) as usual.

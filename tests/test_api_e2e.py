@@ -16,9 +16,9 @@ from cyberun.testing import CyberunEmulator, ManualClock
 from cyberun.transports import Timeout, transport_by_name
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(clock=ManualClock(), sse_ids=True) as emulator:  # ids until issue 17
+@pytest.fixture(scope="module", params=[False, True], ids=["ids-off", "ids-on"])
+def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
+    with CyberunEmulator(clock=ManualClock(), sse_ids=request.param) as emulator:
         yield emulator
 
 

@@ -11,8 +11,9 @@ from cyberun.testing import CyberunEmulator
 
 
 @pytest.fixture
-def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(time_scale=0.02, sse_ids=True) as emulator:  # ids until issue 17
+def server(sse_ids: bool) -> Iterator[CyberunEmulator]:
+    """An emulator in each id mode (documented id-less streams, then ids with replay)."""
+    with CyberunEmulator(time_scale=0.02, sse_ids=sse_ids) as emulator:
         yield emulator
 
 

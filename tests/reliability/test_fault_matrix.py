@@ -96,12 +96,12 @@ def test_every_emulator_fault_is_in_the_matrix() -> None:
     assert {fault.kind for fault in FAULT_CASES.values()} == set(FAULTS)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[CyberunEmulator]:
+@pytest.fixture(scope="module", params=[False, True], ids=["ids-off", "ids-on"])
+def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
     with CyberunEmulator(
         clock=ManualClock(),
         sse_history="full",
-        sse_ids=True,  # ids until issue 17
+        sse_ids=request.param,
     ) as emulator:
         yield emulator
 

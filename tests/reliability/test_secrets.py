@@ -61,7 +61,7 @@ def everything(obj: Any) -> List[str]:
     return [str(obj), repr(obj)]
 
 
-def test_no_secret_leaks_anywhere(tmp_path: Path) -> None:
+def test_no_secret_leaks_anywhere(tmp_path: Path, sse_ids: bool) -> None:
     capture = Capture()
     root = logging.getLogger()
     old_level = root.level
@@ -69,7 +69,7 @@ def test_no_secret_leaks_anywhere(tmp_path: Path) -> None:
     root.setLevel(logging.DEBUG)
     seen: List[str] = []
     try:
-        with CyberunEmulator(time_scale=0.01, sse_ids=True) as server:  # ids until issue 17
+        with CyberunEmulator(time_scale=0.01, sse_ids=sse_ids) as server:
             key, team = server.jwt, server.team_id
             transport = Recording(server.storage_url)
             client = cyberun.Client(
@@ -164,10 +164,10 @@ def test_debug_logging_redacts_urls_it_prints(caplog: pytest.LogCaptureFixture) 
     assert redact_url("https://user:pass@host/p") == "https://host/p"
 
 
-def test_exception_urls_never_hold_a_query(tmp_path: Path) -> None:
+def test_exception_urls_never_hold_a_query(tmp_path: Path, sse_ids: bool) -> None:
     with CyberunEmulator(
         time_scale=0.01,
-        sse_ids=True,  # ids until issue 17
+        sse_ids=sse_ids,
     ) as server, cyberun.Client(server.api_key, base_url=server.base_url) as client:
         task = client.run("text-to-image", {"prompt": "x", "steps": 2})
         result = task.wait()
