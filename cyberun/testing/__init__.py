@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from ._clock import ManualClock, ScaledClock
     from ._emulator import CyberunEmulator
     from ._faults import FAULT_ROUTES, FAULTS, ROUTES, Fault
+    from ._recording import RecordingTransport
     from ._records import DeliveryRecord, RecordedRequest, signature_header
     from ._timeline import Step, Timeline
 
@@ -42,6 +43,7 @@ _LAZY: Dict[str, str] = {
     "ManualClock": "cyberun.testing._clock",
     "ROUTES": "cyberun.testing._faults",
     "RecordedRequest": "cyberun.testing._records",
+    "RecordingTransport": "cyberun.testing._recording",
     "ScaledClock": "cyberun.testing._clock",
     "Step": "cyberun.testing._timeline",
     "Timeline": "cyberun.testing._timeline",
@@ -57,6 +59,7 @@ __all__ = [
     "Fault",
     "ManualClock",
     "RecordedRequest",
+    "RecordingTransport",
     "ScaledClock",
     "Step",
     "Timeline",

@@ -262,7 +262,7 @@ def list_tasks(self: ApiHandler) -> None:
 def get_task(self: ApiHandler, task: str) -> None:
     record = self.task_or_404(task)
     if record is not None:
-        self.send_json(200, self.world.task_json(record))
+        self.send_bytes(200, self.world.task_answer(record), "application/json")
 
 
 @_route("POST", r"/api/v1/r/tasks/(?P<task>[^/]+)/cancel", "cancel")
@@ -282,7 +282,7 @@ def get_result(self: ApiHandler, task: str) -> None:
     ttl = None
     for fault in self.world.take_faults(("expire_urls",), "result", task):
         ttl = float(fault.get("seconds", 0))
-    self.send_json(200, self.world.result_json(record, ttl=ttl))
+    self.send_bytes(200, self.world.result_answer(record, ttl=ttl), "application/json")
 
 
 @_route("POST", r"/api/v1/r/files/presign", "presign")

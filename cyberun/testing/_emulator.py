@@ -16,7 +16,9 @@ from ._builtins import TimelineSource, failing_timeline, png_bytes, script_for
 from ._clock import Clock, ManualClock, ScaledClock
 from ._faults import Fault, FaultBook
 from ._http import Server
+from ._recording import Recording
 from ._records import DeliveryRecord, OutputFile, RecordedRequest, TaskRecord, WorkflowSpec
+from ._replay import Replay
 from ._storage import StorageHandler
 from ._timeline import Timeline
 from ._webhooks import WebhookDispatcher
@@ -411,6 +413,63 @@ class CyberunEmulator:
             dispatch_target="comfy_cloud" if cloud else dispatch_target,
             workflow_status=status,
             created_at=self.clock.now(),
+        )
+        self.world.add_workflow(spec)
+        return self.world.workflow_json(spec, "jwt")
+
+    def add_recording(
+        self, path: Union[str, Path], *, slug: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Add a workflow whose tasks replay a recording; returns its wire JSON.
+
+        The recording (made by
+        [`RecordingTransport`][cyberun.testing.RecordingTransport] or
+        ``cyberun watch TASK_ID --record-stream FILE``) is replayed byte for
+        byte, except that the recorded task id becomes each new task's id:
+        the n-th event stream of a task gets the n-th recorded stream, each
+        read at its recorded pace (recorded seconds x ``time_scale``), cut
+        where the recorded connection broke; the task and result routes
+        answer the JSON recorded last before the task's age, the result's
+        links signed afresh by this emulator (its files are generated
+        images). Status changes, cancelling and webhooks follow the recorded
+        events.
+
+        Args:
+            path: the recording (JSON Lines, ``cyberun-recording`` version 1).
+            slug: the workflow's slug (default: the file name without suffix).
+
+        Raises:
+            ValueError: the file is not a recording this emulator can replay.
+        """
+        replay = Replay(Recording(path))
+        keys = replay.output_keys
+        cloud = any(keys)
+        defined = replay.workflow if isinstance(replay.workflow, dict) else {}
+
+        def make_outputs(task: TaskRecord) -> List[OutputFile]:
+            prefix = "outputs" if cloud else "tasks"
+            return [
+                OutputFile(
+                    key=key,
+                    storage_key=f"{prefix}/{task.id}/output_{i + 1:05d}_.png",
+                    content=png_bytes(task.seed * 31 + i),
+                    content_type="image/png",
+                )
+                for i, key in enumerate(keys)
+            ]
+
+        name = slug or Path(path).stem
+        spec = WorkflowSpec(
+            slug=name,
+            display_name=f"Replay of {Path(path).name}",
+            description=f"Replays the recording {Path(path).name}.",
+            tool_type=str(defined.get("tool_type", "comfyui")),
+            parameters=list(defined.get("parameters", [])),
+            script=lambda task_id, parameters: replay.entries(task_id),
+            outputs=make_outputs,
+            dispatch_target="comfy_cloud" if cloud else "agent",
+            created_at=self.clock.now(),
+            replay=replay,
         )
         self.world.add_workflow(spec)
         return self.world.workflow_json(spec, "jwt")

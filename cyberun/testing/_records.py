@@ -173,6 +173,7 @@ class WorkflowSpec:
     task_timeout: int = 0
     id: str = ""
     created_at: float = 0.0
+    replay: Any = None  # a _replay.Replay: the task acts out a recording
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -196,6 +197,7 @@ class TaskRecord:
     timeline: List[Entry] = field(default_factory=list)
     outputs: List[OutputFile] = field(default_factory=list)
     fired_drops: Set[int] = field(default_factory=set)
+    streams_opened: int = 0
 
     def entries_until(self, now: float) -> List[Entry]:
         """The timeline entries that have happened by ``now``."""

@@ -68,8 +68,27 @@ def serve_events(handler: Handler, record: TaskRecord) -> None:
         else None,
         stopping=world.stopping,
     )
-    _Stream(handler, world, record, writer, faults).run()
+    if record.workflow.replay is not None:
+        _replay(world, record, writer)
+    else:
+        _Stream(handler, world, record, writer, faults).run()
     writer.finish()
+
+
+def _replay(world: World, record: TaskRecord, writer: StreamWriter) -> None:
+    """Write a recorded stream again: each read at its recorded pace, with this task's id."""
+    replay = record.workflow.replay
+    number, record.streams_opened = record.streams_opened, record.streams_opened + 1
+    answer = replay.stream(number)
+    opened = world.now()
+    for at, piece in answer.reads:
+        due = opened + (at - answer.t)
+        world.clock.wait_until(due, interrupted=world.stopping)
+        if world.stopping():
+            raise Dropped()
+        writer.write(replay.swap(piece, record.id))
+    if answer.error is not None:
+        writer.cut()  # the recorded connection broke here
 
 
 def event_bytes(entry: Entry, index: int, world: World, *, ids: bool, malformed: bool) -> bytes:

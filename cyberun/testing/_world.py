@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import random
 import secrets
@@ -425,6 +426,31 @@ class World:
             else:
                 result["download_url"] = urls[0][1]
         return result
+
+    def task_answer(self, task: TaskRecord) -> bytes:
+        """``GET /tasks/{id}``'s body: the recorded one for a replayed task."""
+        if task.workflow.replay is not None:
+            body: bytes = task.workflow.replay.task_body(task.id, self.now() - task.created)
+            if body:
+                return body
+        return json.dumps(self.task_json(task)).encode()
+
+    def result_answer(self, task: TaskRecord, ttl: Optional[float] = None) -> bytes:
+        """``GET /tasks/{id}/result``'s body: the recorded one, signed afresh, when replayed."""
+        replay = task.workflow.replay
+        if replay is not None:
+            lifetime = self.url_ttl if ttl is None else ttl
+            files = {f.key: f for f in task.outputs}
+
+            def sign(key: str) -> Tuple[str, str]:
+                storage_key = files[key].storage_key if key in files else f"missing/{key}"
+                url = self.sign_url("GET", storage_key, lifetime)
+                return url, self.wall(self.now() + lifetime)
+
+            body: bytes = replay.result_body(task.id, self.now() - task.created, sign)
+            if body:
+                return body
+        return json.dumps(self.result_json(task, ttl=ttl)).encode()
 
     def delivery_payload(self, task: TaskRecord, event_type: str) -> Dict[str, Any]:
         """The body of a webhook delivery for a finished task."""
