@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ..transports._base import BaseTransport, Request, Response, Timeout, Transport
@@ -96,8 +96,8 @@ class RecordingTransport(BaseTransport):
     """
 
     def __init__(self, inner: Transport, path: Union[str, Path]) -> None:
-        self.inner = inner
-        self.path = Path(path)
+        self.inner: Transport = inner
+        self.path: Path = Path(path)
         self._file: Optional[IO[str]] = self.path.open("w", encoding="utf-8")
         self._lock = threading.Lock()
         self._count = 0
@@ -197,7 +197,7 @@ class Answer:
     status: int
     headers: Dict[str, str]
     t: float
-    reads: List[tuple] = field(default_factory=list)  # (t, bytes)
+    reads: List[Tuple[float, bytes]] = field(default_factory=list)
     error: Optional[str] = None
 
     @property
