@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from ._faults import FAULT_ROUTES, FAULTS, ROUTES, Fault
     from ._recording import RecordingTransport
     from ._records import DeliveryRecord, RecordedRequest, signature_header
+    from ._responses import register_task
     from ._timeline import Step, Timeline
 
 # Public name -> module that defines it; imported on first attribute access.
@@ -47,6 +48,7 @@ _LAZY: Dict[str, str] = {
     "ScaledClock": "cyberun.testing._clock",
     "Step": "cyberun.testing._timeline",
     "Timeline": "cyberun.testing._timeline",
+    "register_task": "cyberun.testing._responses",
     "signature_header": "cyberun.testing._records",
 }
 
@@ -63,6 +65,7 @@ __all__ = [
     "ScaledClock",
     "Step",
     "Timeline",
+    "register_task",
     "signature_header",
 ]
 

@@ -82,7 +82,8 @@ class RecordingTransport(BaseTransport):
             server.api_key, base_url=server.base_url, transport=recorder
         ) as client:
             client.run("text-to-image", {"prompt": "a fox", "steps": 3}).wait()
-    print(open("render.jsonl").readline().strip())  # {"format":"cyberun-recording","version":1}
+    with open("render.jsonl") as file:
+        print(file.readline().strip())  # {"format":"cyberun-recording","version":1}
     ```
 
     Only answers from ``/api/v1/...`` paths are recorded; credentials and
