@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from ._clock import ManualClock, ScaledClock
     from ._emulator import CyberunEmulator
     from ._faults import FAULT_ROUTES, FAULTS, ROUTES, Fault
+    from ._hooks import Hook, HookCall
     from ._recording import RecordingTransport
     from ._records import DeliveryRecord, RecordedRequest, signature_header
     from ._responses import register_task
@@ -41,6 +42,8 @@ _LAZY: Dict[str, str] = {
     "FAULTS": "cyberun.testing._faults",
     "FAULT_ROUTES": "cyberun.testing._faults",
     "Fault": "cyberun.testing._faults",
+    "Hook": "cyberun.testing._hooks",
+    "HookCall": "cyberun.testing._hooks",
     "ManualClock": "cyberun.testing._clock",
     "ROUTES": "cyberun.testing._faults",
     "RecordedRequest": "cyberun.testing._records",
@@ -59,6 +62,8 @@ __all__ = [
     "CyberunEmulator",
     "DeliveryRecord",
     "Fault",
+    "Hook",
+    "HookCall",
     "ManualClock",
     "RecordedRequest",
     "RecordingTransport",

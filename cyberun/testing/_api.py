@@ -213,6 +213,7 @@ def _run(self: ApiHandler, workflow: WorkflowSpec, body: Any) -> None:
         workflow, body.get("parameters", {}), self.principal["source"], options
     )
     self.record.task_id = task.id
+    self.world.fire("created", self.record, task.id)
     # The task exists now; an `after_accept` fault cuts (or replaces) the
     # answer that would have told the client so: the double-billing case.
     after = self.world.take_faults(("reset", "status"), "run", task.id, after_accept=True)

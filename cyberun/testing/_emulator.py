@@ -9,12 +9,13 @@ import secrets
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ._api import ApiHandler
 from ._builtins import TimelineSource, failing_timeline, png_bytes, script_for
 from ._clock import Clock, ManualClock, ScaledClock
 from ._faults import Fault, FaultBook
+from ._hooks import Hook, HookCall
 from ._http import Server
 from ._recording import Recording
 from ._records import DeliveryRecord, OutputFile, RecordedRequest, TaskRecord, WorkflowSpec
@@ -305,6 +306,51 @@ class CyberunEmulator:
             Fault(fault, route=route, task_id=task_id, times=times, params=params)
         )
 
+    def on(
+        self,
+        point: str,
+        callback: Callable[[HookCall], None],
+        *,
+        route: Optional[str] = None,
+        task_id: Optional[str] = None,
+        times: Optional[int] = 1,
+        after_events: Optional[int] = None,
+    ) -> Hook:
+        """Call ``callback`` when the emulator reaches ``point``.
+
+        Points: ``"created"`` (a run created its task; the answer is not
+        written yet), ``"answered"`` (a request's answer was written, or its
+        connection cut), ``"event"`` (an event was written to a stream). The
+        callback runs in the serving thread and gets a
+        [`HookCall`][cyberun.testing.HookCall]; what it raises is kept in the
+        hook's ``errors``, and the emulator carries on:
+
+        ```python
+        from cyberun.testing import CyberunEmulator
+
+        with CyberunEmulator(time_scale=0.01) as server:
+            # Cancel each task the moment it is created: before its run is answered.
+            server.on("created", lambda call: server.cancel(call.task_id), times=None)
+        ```
+
+        Args:
+            point: ``created``, ``answered`` or ``event``.
+            callback: called with a ``HookCall``.
+            route: only for requests to this route.
+            task_id: only for this task.
+            times: how many calls; None until the emulator stops.
+            after_events: at ``event``, only once a stream has written this
+                many events.
+        """
+        return self.world.hooks.add(
+            Hook(point, callback, route=route, task_id=task_id, times=times,
+                 after_events=after_events)
+        )  # fmt: skip
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a task (no HTTP); a no-op once it has ended."""
+        self.world.cancel(self._task(task_id))
+
     def clear_faults(self) -> None:
         """Remove every injected fault."""
         self.world.faults.clear()
@@ -314,8 +360,9 @@ class CyberunEmulator:
         self.world.clear_logs()
 
     def reset(self) -> None:
-        """Between tests: remove every fault and forget every log (tasks and workflows stay)."""
+        """Between tests: remove every fault and hook, forget every log (tasks stay)."""
         self.clear_faults()
+        self.world.hooks.clear()
         self.clear_logs()
 
     def advance(self, seconds: float) -> None:

@@ -157,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
+        finally:
+            self.world.fire("answered", self.record, self.record.task_id)
 
     def handle_request(self) -> None:
         raise NotImplementedError

@@ -177,6 +177,7 @@ class _Stream:
             world.record_write(record.id, position, time.monotonic())
             self.write(payload)
             sent += 1
+            world.fire("event", self.handler.record, record.id, sent)
             if drop is not None and drop.get("after_events") is not None:
                 if sent >= int(drop.get("after_events")):
                     self.writer.cut()

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 from ._builtins import builtin_workflows, seed_for
 from ._clock import Clock
 from ._faults import Fault, FaultBook
+from ._hooks import HookBook, HookCall
 from ._records import (
     DeliveryRecord,
     Entry,
@@ -103,6 +104,7 @@ class World:
         self.jwt = jwt
         self.team_id = team_id
         self.faults: FaultBook = FaultBook()
+        self.hooks: HookBook = HookBook()
         self.requests: List[RecordedRequest] = []
         self.storage_requests: List[RecordedRequest] = []
         self.webhook_deliveries: List[DeliveryRecord] = []
@@ -121,7 +123,6 @@ class World:
         self._tasks: Dict[str, TaskRecord] = {}
         self._objects: Dict[str, StoredObject] = {}
         self._upload_targets: Dict[str, Tuple[str, int]] = {}  # bucket path -> (key, size)
-        self._url_expiry: Dict[str, float] = {}  # signature -> emulated expiry
         self._webhooks: Dict[str, Dict[str, Any]] = {}
         self._rng = random.Random(seed)
         self._owned_dir: Optional[tempfile.TemporaryDirectory[str]] = None
@@ -187,6 +188,12 @@ class World:
             self.storage_requests.clear()
             self.webhook_deliveries.clear()
             self.stream_log.clear()
+
+    def fire(
+        self, point: str, record: RecordedRequest, task_id: Optional[str], events: int = 0
+    ) -> None:
+        """Call the hooks registered for ``point`` (see ``CyberunEmulator.on``)."""
+        self.hooks.fire(HookCall(point, record.route, task_id, record, events))
 
     def take_faults(
         self, kinds: Tuple[str, ...], route: str, task_id: Optional[str], **where: Any
@@ -476,17 +483,17 @@ class World:
         """A presigned URL for ``object_key``, valid for ``ttl`` emulated seconds.
 
         ``X-Amz-Date`` is the wall-clock issue time and ``X-Amz-Expires`` the
-        lifetime in real seconds (rounded up), as S3 writes them; the
-        emulator also remembers the exact emulated expiry, which decides.
+        lifetime in real seconds (rounded up), as S3 writes them; the signed
+        ``x-emulator-expiry`` (the exact emulated expiry) is what decides, so
+        that links issued within one second still die at their own time.
         """
         now = self.now()
         path = f"/{BUCKET}/{quote(object_key)}"
         amz_date = self.wall_datetime(now).strftime("%Y%m%dT%H%M%SZ")
         expires = str(max(math.ceil(self.clock.real_elapsed(max(ttl, 0.0))), 0))
+        expiry = repr(now + max(ttl, 0.0))
         signed = ";".join(signed_headers)
-        signature = self._signature(method, path, amz_date, expires, signed)
-        with self._lock:
-            self._url_expiry[signature] = max(now + ttl, self._url_expiry.get(signature, 0.0))
+        signature = self._signature(method, path, amz_date, expires, signed, expiry)
         query = urlencode(
             {
                 "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
@@ -494,13 +501,14 @@ class World:
                 "X-Amz-Date": amz_date,
                 "X-Amz-Expires": expires,
                 "X-Amz-SignedHeaders": signed,
+                "x-emulator-expiry": expiry,
                 "X-Amz-Signature": signature,
             }
         )
         return f"{self.storage_url}{path}?{query}"
 
-    def _signature(self, method: str, path: str, amz_date: str, expires: str, signed: str) -> str:
-        message = "\n".join((method, path, amz_date, expires, signed)).encode()
+    def _signature(self, *parts: str) -> str:
+        message = "\n".join(parts).encode()
         return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
 
     def check_signature(
@@ -511,20 +519,20 @@ class World:
             amz_date = query["X-Amz-Date"]
             expires = query["X-Amz-Expires"]
             signed = query["X-Amz-SignedHeaders"]
+            expiry = query["x-emulator-expiry"]
             given = query["X-Amz-Signature"]
         except KeyError:
             return (
                 "AccessDenied",
                 "Query-string authentication requires the signature parameters",
             )
-        expected = self._signature(method, path, amz_date, expires, signed)
+        expected = self._signature(method, path, amz_date, expires, signed, expiry)
         if not hmac.compare_digest(expected, given):
             return (
                 "SignatureDoesNotMatch",
                 "The request signature we calculated does not match the signature you provided",
             )
-        expiry = self._url_expiry.get(given)
-        if expiry is None or self.now() > expiry:
+        if self.now() > float(expiry):
             return ("AccessDenied", "Request has expired")
         names = signed.split(";")
         if "content-length" in names and method == "PUT":
