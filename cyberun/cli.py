@@ -11,6 +11,7 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 5     API or network error
 130   interrupted (Ctrl-C); the task keeps running unless
       ``--cancel-on-interrupt``
+143   terminated (SIGTERM), handled as Ctrl-C is: partial files removed
 141   the reader of the output went away (``cyberun tasks | head -1``)
 ====  ==========================================================
 """
@@ -18,10 +19,11 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from ._version import __version__
 from .errors import (
@@ -49,6 +51,7 @@ EXIT_CANCELLED = 3
 EXIT_TIMEOUT = 4
 EXIT_ERROR = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader left
 
 EPILOG = """\
@@ -476,7 +479,7 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
         finally:
             if progress is not None:
                 progress.close()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.cancel_on_interrupt:
             client.cancel(task_id)
             out.error(f"interrupted; task {task_id} was cancelled")
@@ -485,7 +488,7 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
                 f"interrupted; task {task_id} keeps running on the server "
                 f"(follow it again: cyberun watch {task_id}; stop it: cyberun cancel {task_id})"
             )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     _show_result(client, result, args, out)
     return EXIT_OK
 
@@ -521,6 +524,12 @@ def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output
 
 
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    # Options that only mean something while following imply --wait.
+    args.wait = args.wait or bool(args.download) or args.timeout is not None
+    if args.download:  # before a billed task starts, not after it ran
+        from .strategies._destination import check_destination
+
+        check_destination(args.download, overwrite=args.overwrite)
     client = _client(args)
     with client:
         workflow = None
@@ -832,6 +841,35 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         build_parser().print_help(stdout)
         return EXIT_OK
     out = Output(args.json, stdout, stderr)
+    with _terminate_as_interrupt():
+        return _run_command(args, out, stderr)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (partial downloads removed, the task id printed)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises `Terminated` in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args: argparse.Namespace, out: Output, stderr: IO[str]) -> int:
     if args.debug:
         import logging
 
@@ -840,6 +878,9 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         enable(logging.DEBUG, stderr)
     try:
         return COMMANDS[args.command](args, out)
+    except Terminated:
+        out.error("terminated")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         out.error("interrupted")
         return EXIT_INTERRUPTED

@@ -85,6 +85,7 @@ from .strategies import (
     follow_polling,
     follow_stream,
 )
+from .strategies._destination import check_destination
 from .strategies.results import ProgressCallback
 from .transports import (
     DEFAULT,
@@ -954,10 +955,13 @@ class Client:
         """Download every output file of a completed task into ``dest_dir``.
 
         Files are named after their output key (``9.images.0.png``) or the
-        URL's file name, made safe for any file system. Each is written to a
-        temporary file and renamed into place when complete; a failed or
-        interrupted download leaves nothing behind. Expired links are
-        refreshed once.
+        URL's file name, made safe and unique for any file system (the rule
+        is in the results guide). Each is written to a temporary file and
+        renamed into place when complete; a failed or interrupted download
+        leaves nothing behind, and stale temporary files of an earlier
+        download that was killed are removed. Expired links are refreshed
+        once. A symlink at a target name is replaced (never written through),
+        and only with ``overwrite``.
 
         Args:
             task_or_result: a task id, a handle, or a result already fetched.
@@ -970,7 +974,10 @@ class Client:
             The paths written, in the result's order.
 
         Raises:
-            DownloadError: a file could not be fetched or written.
+            TaskFailed: the task failed (the message is the server's).
+            TaskCancelled: the task was cancelled.
+            DownloadError: the task has not completed yet (the message names
+                its status), or a file could not be fetched or written.
         """
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
@@ -1045,8 +1052,12 @@ class Client:
             mode: as for [`wait`][cyberun.Client.wait].
             cancel_on_timeout: as for [`wait`][cyberun.Client.wait].
             stop: as for [`wait`][cyberun.Client.wait].
-            download_to: a folder to download the result's files into.
-            overwrite: replace existing files there.
+            download_to: a folder to download the result's files into. It is
+                checked before the task is started: it must be a writable
+                folder (or not exist yet) and, without ``overwrite``, hold no
+                files yet.
+            overwrite: download into a folder that holds files, replacing
+                those with the same names.
 
         Returns:
             The task, its result and the files downloaded.
@@ -1055,9 +1066,13 @@ class Client:
             ParameterError: as [`run`][cyberun.Client.run] raises it.
             TaskFailed: as [`wait`][cyberun.Client.wait] raises it (and
                 ``TaskCancelled``, ``WaitTimeout``, ``WaitStopped``).
-            DownloadError: a file could not be fetched or written.
+            DownloadError: ``download_to`` cannot take the files (raised
+                before anything is started), or a file could not be fetched
+                or written.
         """
         _check_mode(mode)
+        if download_to is not None:  # before a billed task starts, not after it ran
+            check_destination(download_to, overwrite=overwrite)
         task = self.run(
             workflow,
             parameters,

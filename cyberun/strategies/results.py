@@ -13,95 +13,112 @@ from __future__ import annotations
 
 import errno
 import logging
+import mimetypes
 import os
 import re
 from pathlib import Path
-from typing import IO, Callable, Dict, List, Optional, Tuple, Union
-from urllib.parse import unquote, urlsplit
+from typing import IO, Callable, Dict, List, Optional, Sequence, Union
 
+from .._names import output_names, safe_file_name, url_file_name
 from .._redact import redact_url
+from .._terminal import visible
 from ..api import Endpoints
-from ..errors import APIError, DownloadError, ReadError, ReadTimeoutError, TransportError
+from ..errors import (
+    APIError,
+    DownloadError,
+    ReadError,
+    ReadTimeoutError,
+    TaskCancelled,
+    TaskFailed,
+    TransportError,
+)
 from ..models import TaskResult
-from ..transports._base import Timeout
+from ..transports._base import Response, Timeout
+from ._destination import check_targets, create_temp, remove_stale
 
-__all__ = ["Downloader", "output_names", "safe_file_name"]
+__all__ = ["Downloader", "output_names", "require_completed", "safe_file_name"]
 
 logger: logging.Logger = logging.getLogger("cyberun")
 
 #: on_progress(file_name, bytes_done, bytes_total_or_None)
 ProgressCallback = Callable[[str, int, Optional[int]], None]
 
-_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
-    f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)
-}
-_UNSAFE = re.compile(r'[<>:"|?*\\/]')
-_MAX_NAME_BYTES = 200
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def safe_file_name(name: str, default: str = "output") -> str:
-    """Make ``name`` safe as one file name on any platform.
+#: Content types that are an error page when the output is not itself HTML or XML.
+_PAGE_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
+_PAGE_EXTENSIONS = (".html", ".htm", ".xhtml", ".xml")
+_QUOTED = 200
 
-    No directory parts, no ``..``, no leading dot, no control or NUL
-    characters, none of ``<>:"|?*``, no reserved Windows device names
-    (``CON``, ``NUL``, ``COM1``...), no trailing dot or space, and at most
-    200 bytes in UTF-8 (the extension is kept).
+
+def require_completed(result: TaskResult) -> None:
+    """Refuse to download from a task that has not completed, naming its status.
+
+    Raises:
+        TaskFailed: the task failed (with the server's message).
+        TaskCancelled: the task was cancelled.
+        DownloadError: the task has not finished yet.
     """
-    name = name.replace("\\", "/").split("/")[-1]
-    name = "".join(ch for ch in name if ch >= " " and ch != "\x7f")
-    name = _UNSAFE.sub("_", name).strip().rstrip(". ")
-    if not name.strip("._"):
-        name = default
-    if name.startswith("."):
-        name = "_" + name[1:]
-    if name.split(".")[0].upper() in _RESERVED:
-        name = "_" + name
-    if len(name.encode("utf-8")) > _MAX_NAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
-        ext = f".{ext}" if dot and len(ext) <= 16 else ""
-        stem = stem if dot and ext else name
-        budget = _MAX_NAME_BYTES - len(ext.encode("utf-8"))
-        stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
-        name = stem + ext
-    return name
+    status = result.task_status
+    if status is None or status == "completed":
+        return
+    if status == "failed":
+        raise TaskFailed(
+            f"task {result.id} failed, so it has no outputs to download: {result.task_error}",
+            task_id=result.id,
+            error=result.task_error,
+        )
+    if status == "cancelled":
+        raise TaskCancelled(
+            f"task {result.id} was cancelled, so it has no outputs to download",
+            task_id=result.id,
+        )
+    raise DownloadError(
+        f"task {result.id} is {status}, not completed: it has no outputs to download yet; "
+        f"wait for it first (client.wait, or: cyberun watch {result.id} --download DIR)"
+    )
 
 
-def _url_file_name(url: str) -> str:
+def _validator(response: Response) -> Optional[str]:
+    """What a resume's ``If-Range`` should carry: a strong ``ETag``, else ``Last-Modified``."""
+    etag = response.headers.get("etag", "")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("last-modified") or None
+
+
+def _is_error_page(response: Response, name: str) -> bool:
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in _PAGE_TYPES:
+        return False
+    expected = (mimetypes.guess_type(name)[0] or "").lower()
+    return not (name.lower().endswith(_PAGE_EXTENSIONS) or expected in _PAGE_TYPES)
+
+
+def _page_error(response: Response, key: str, name: str, url: str) -> DownloadError:
     try:
-        return unquote(urlsplit(url).path).rsplit("/", 1)[-1]
-    except ValueError:  # a malformed link: named after its key; the request refuses it
-        return ""
+        start = _head(response)
+    except (ReadError, ReadTimeoutError):
+        start = b""
+    text = visible(start.decode("utf-8", "replace").strip())
+    kind = response.headers.get("content-type", "")
+    return DownloadError(
+        f"storage answered {name} with a page ({visible(kind)}) instead of the file, from "
+        f"{redact_url(url)}: {text!r}; nothing was kept",
+        key=key or name,
+        status=response.status,
+    )
 
 
-def output_names(pairs: List[Tuple[str, str]]) -> List[Tuple[str, str, str]]:
-    """Give each ``(key, url)`` output a safe, unique file name: ``(key, url, name)``.
-
-    ``download_urls`` entries are named after their key plus the extension of
-    the URL's file (``9.images.0`` -> ``9.images.0.png``); the primary
-    ``download_url`` is named after the URL's file. Collisions (compared
-    case-insensitively, as on Windows and macOS) get ``-1``, ``-2``... in order.
-    """
-    named = []
-    used = set()
-    for key, url in pairs:
-        url_name = _url_file_name(url)
-        if key:
-            extension = os.path.splitext(url_name)[1]
-            extension = extension if re.fullmatch(r"\.[A-Za-z0-9]{1,12}", extension) else ""
-            base = key if key.lower().endswith(extension.lower()) else key + extension
-        else:
-            base = url_name
-        name = safe_file_name(base)
-        stem, suffix = os.path.splitext(name)
-        candidate = name
-        counter = 1
-        while candidate.lower() in used:
-            candidate = f"{stem}-{counter}{suffix}"
-            counter += 1
-        used.add(candidate.lower())
-        named.append((key, url, candidate))
-    return named
+def _head(response: Response) -> bytes:
+    got = b""
+    for chunk in response.iter_bytes():
+        got += chunk
+        if len(got) >= _QUOTED:
+            break
+    response.close()
+    return got[:_QUOTED]
 
 
 class Downloader:
@@ -135,23 +152,23 @@ class Downloader:
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
+        reserved: Sequence[str] = (),
     ) -> List[Path]:
-        """Download every output of ``result`` into ``dest_dir``; return the paths."""
+        """Download every output of ``result`` into ``dest_dir``; return the paths.
+
+        ``reserved`` names (the run record's) are kept free for the caller.
+        """
+        require_completed(result)
         if result.is_expired(margin=30):
             result = self._fresh_result(None)
-        outputs = output_names(result.urls())
+        outputs = output_names(result.urls(), reserved=reserved)
         folder = Path(dest_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        if not overwrite:
-            existing = [name for _, _, name in outputs if (folder / name).exists()]
-            if existing:
-                raise DownloadError(
-                    f"{folder / existing[0]} already exists; pass overwrite=True to replace it",
-                    key=existing[0],
-                )
+        remove_stale(folder)
+        check_targets(folder, [name for _, _, name in outputs], overwrite=overwrite)
         paths = []
         for key, url, name in outputs:
-            paths.append(self._to_file(result, key, url, folder, name, on_progress))
+            paths.append(self._to_file(key, url, folder, name, on_progress))
         return paths
 
     def download_into(
@@ -163,6 +180,7 @@ class Downloader:
         on_progress: Optional[ProgressCallback] = None,
     ) -> int:
         """Stream one output (by key; ``""`` is the primary ``download_url``) into ``file``."""
+        require_completed(result)
         urls = dict(result.urls())
         if key not in urls:
             known = ", ".join(repr(k) for k in urls) or "none"
@@ -170,14 +188,13 @@ class Downloader:
         if result.is_expired(margin=30):
             result = self._fresh_result(key)
             urls = dict(result.urls())
-        name = key or _url_file_name(urls[key])
+        name = key or url_file_name(urls[key])
         return self._transfer(key, urls[key], file, name, on_progress)
 
     # -- one file -------------------------------------------------------------------------
 
     def _to_file(
         self,
-        result: TaskResult,
         key: str,
         url: str,
         folder: Path,
@@ -185,15 +202,15 @@ class Downloader:
         on_progress: Optional[ProgressCallback],
     ) -> Path:
         final = folder / name
-        import tempfile  # here: it loads shutil and random, a cost at `import cyberun`
-
-        fd, temp_name = tempfile.mkstemp(dir=str(folder), prefix=f".{name[:60]}.", suffix=".part")
-        temp = Path(temp_name)
+        fd, temp = create_temp(folder, name)
         try:
             with os.fdopen(fd, "wb") as file:
                 self._transfer(key, url, file, name, on_progress)
                 file.flush()
                 os.fsync(file.fileno())
+            if final.is_dir() and not final.is_symlink():
+                raise DownloadError(f"{final} is a folder; not replacing it", key=key or name)
+            # A symlink at `final` is replaced by the rename itself, never written through.
             os.replace(str(temp), str(final))
         except BaseException as exc:
             # Nothing partial may remain: not under the final name (it was
@@ -221,8 +238,13 @@ class Downloader:
         written = 0
         resumes = 0
         ranges_work = True
+        validator: Optional[str] = None
         while True:
-            headers = {"Range": f"bytes={written}-"} if written else None
+            headers: Optional[Dict[str, str]] = None
+            if written:
+                headers = {"Range": f"bytes={written}-"}
+                if validator:
+                    headers["If-Range"] = validator
             try:
                 response = self.api.open_download(url, headers=headers, timeout=self.timeout)
             except APIError as exc:
@@ -252,6 +274,9 @@ class Downloader:
                 continue
             total: Optional[int] = None
             with response:
+                if _is_error_page(response, name):
+                    raise _page_error(response, key, name, url)
+                restart = False
                 if written and response.status == 206:
                     found = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
                     if found is None or int(found.group(1)) != written:
@@ -259,14 +284,34 @@ class Downloader:
                             f"storage answered the wrong range for {name}", key=key or name
                         )
                     total = None if found.group(3) == "*" else int(found.group(3))
+                    now = _validator(response)
+                    if validator and now and now != validator:
+                        # A server that ignored If-Range sent part of another object.
+                        logger.info("%s changed on storage during the download; restarting", name)
+                        response.close()
+                        restart = True
                 else:
-                    if written:  # the server ignored the Range: start again
-                        ranges_work = False
+                    if written:  # the object changed (If-Range) or the Range was ignored
+                        ranges_work = ranges_work and validator is not None
                         file.seek(0)
                         file.truncate()
                         written = 0
+                    validator = _validator(response)
                     length = response.headers.get("content-length")
                     total = int(length) if length and length.isdigit() else None
+                if restart:
+                    file.seek(0)
+                    file.truncate()
+                    written = 0
+                    validator = None
+                    resumes += 1
+                    if resumes > self.resume_attempts:
+                        raise DownloadError(
+                            f"{name} kept changing on storage during the download; "
+                            "nothing was kept",
+                            key=key or name,
+                        )
+                    continue
                 try:
                     for chunk in response.iter_bytes():
                         file.write(chunk)
