@@ -105,6 +105,8 @@ __all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "T
 logger: logging.Logger = logging.getLogger("cyberun")
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud"
+#: ``read_output``'s default limit.
+DEFAULT_MAX_READ = 100 * 1024 * 1024
 
 FollowMode = Literal["auto", "stream", "poll"]
 FollowMode.__doc__ = """How to follow a task.
@@ -1004,6 +1006,64 @@ class Client:
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
         return downloader.download_into(result, key, file, on_progress=on_progress)
+
+    def read_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: Optional[str] = None,
+        *,
+        max_bytes: Optional[int] = DEFAULT_MAX_READ,
+    ) -> bytes:
+        """One output's bytes, in memory.
+
+        The same rules as [`download`][cyberun.Client.download]: only a
+        completed task, expired links refreshed, resumes that never splice
+        two objects.
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: the output's key in ``download_urls`` (``""`` for
+                ``download_url``); None means the only output.
+            max_bytes: refuse a larger output (default 100 MiB; None: no
+                limit). Stream big ones with [`open_output`][cyberun.Client.open_output].
+
+        Raises:
+            DownloadError: no such output, several outputs and no ``key``
+                (the message lists them), larger than ``max_bytes``, or
+                the transfer failed.
+            TaskFailed: the task failed (and ``TaskCancelled``).
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.read(result, key, max_bytes=max_bytes)
+
+    def open_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: Optional[str] = None,
+    ) -> io.BufferedReader:
+        """One output as a readable binary stream; close it (or use ``with``) when done.
+
+        ```python
+        import cyberun
+
+        with cyberun.Client() as client:
+            task = client.run("text-to-image", {"prompt": "a fox"})
+            with client.open_output(task.wait()) as stream:
+                assert stream.read(8)[1:4] == b"PNG"
+        ```
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: as for [`read_output`][cyberun.Client.read_output].
+
+        Raises:
+            DownloadError: as for [`read_output`][cyberun.Client.read_output]
+                (transfer errors while reading, too).
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.open_stream(result, key)
 
     def _result_of(self, value: Union[str, TaskHandle, TaskResult]) -> Tuple[TaskResult, str]:
         if isinstance(value, TaskResult):

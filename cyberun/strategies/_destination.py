@@ -23,7 +23,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from .._names import fold
 from ..errors import DownloadError
@@ -98,7 +98,7 @@ def check_targets(folder: Path, names: List[str], *, overwrite: bool) -> None:
     Existing names are compared as a case-insensitive, normalising file system
     would: ``A.png`` is taken when ``a.png`` exists.
     """
-    present = {}
+    present: Dict[str, os.DirEntry[str]] = {}
     try:
         entries = list(os.scandir(str(folder)))
     except FileNotFoundError:
@@ -107,9 +107,10 @@ def check_targets(folder: Path, names: List[str], *, overwrite: bool) -> None:
         if not is_temp_name(entry.name):
             present.setdefault(fold(entry.name), entry)
     for name in names:
-        entry = present.get(fold(name))
-        if entry is None:
+        found = present.get(fold(name))
+        if found is None:
             continue
+        entry = found
         if entry.is_dir(follow_symlinks=False):
             raise DownloadError(f"{folder / entry.name} is a folder; not replacing it", key=name)
         if not overwrite:
@@ -150,7 +151,7 @@ def remove_stale(folder: Path, *, now: Optional[float] = None) -> List[str]:
     """Remove the SDK's stale temporary files from ``folder``; return their names."""
     now = time.time() if now is None else now
     host = _host_tag()
-    removed = []
+    removed: List[str] = []
     try:
         entries = list(os.scandir(str(folder)))
     except OSError:

@@ -12,12 +12,24 @@ sent to storage (the endpoint layer sends storage requests without it).
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import mimetypes
 import os
 import re
 from pathlib import Path
-from typing import IO, Callable, Dict, List, Optional, Sequence, Union
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from .._names import output_names, safe_file_name, url_file_name
 from .._redact import redact_url
@@ -121,6 +133,46 @@ def _head(response: Response) -> bytes:
     return got[:_QUOTED]
 
 
+#: ``(offset, chunk, total_or_None)`` of one output, as `Downloader.pieces` yields them.
+Pieces = Generator[Tuple[int, bytes, Optional[int]], None, None]
+
+#: How much is read from storage at a time, and buffered by ``open_output``.
+READ_SIZE = 1024 * 1024
+
+
+class _PiecesReader(io.RawIOBase):
+    """A raw binary stream over `Downloader.pieces` (closing it closes the transfer)."""
+
+    def __init__(self, pieces: Pieces) -> None:
+        super().__init__()
+        self._pieces: Optional[Pieces] = pieces
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._pieces is None:
+                return 0
+            try:
+                _, self._pending, _ = next(self._pieces)
+            except StopIteration:
+                self._pieces = None
+                return 0
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def close(self) -> None:
+        pieces, self._pieces = self._pieces, None
+        if pieces is not None:
+            pieces.close()
+        super().close()
+
+
 class Downloader:
     """Downloads a result's files, refreshing expired URLs once per file.
 
@@ -191,6 +243,52 @@ class Downloader:
         name = key or url_file_name(urls[key])
         return self._transfer(key, urls[key], file, name, on_progress)
 
+    def open_stream(self, result: TaskResult, key: Optional[str]) -> io.BufferedReader:
+        """A readable binary stream of one output (``key=None``: the only one)."""
+        key, url = self._pick(result, key)
+        name = key or url_file_name(url)
+        pieces = self.pieces(key, url, name, restartable=False)
+        return io.BufferedReader(_PiecesReader(pieces), buffer_size=READ_SIZE)
+
+    def read(self, result: TaskResult, key: Optional[str], *, max_bytes: Optional[int]) -> bytes:
+        """One output's bytes (``key=None``: the only one), at most ``max_bytes``."""
+        key, url = self._pick(result, key)
+        name = key or url_file_name(url)
+        parts: List[bytes] = []
+        size = 0
+        for _, chunk, total in self.pieces(key, url, name, restartable=False):
+            if max_bytes is not None and (
+                size + len(chunk) > max_bytes or (total or 0) > max_bytes
+            ):
+                raise DownloadError(
+                    f"{name} is larger than max_bytes={max_bytes}; raise the limit, or stream "
+                    "it with open_output or download it with download",
+                    key=key or name,
+                )
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts)
+
+    def _pick(self, result: TaskResult, key: Optional[str]) -> Tuple[str, str]:
+        """The output to read: ``(key, url)``, refreshing links that have expired."""
+        require_completed(result)
+        urls = dict(result.urls())
+        if key is None:
+            if len(urls) != 1:
+                known = ", ".join(repr(k) for k in urls) or "none"
+                raise DownloadError(
+                    f"task {result.id} has {len(urls)} outputs ({known}); pass key= to pick one"
+                )
+            key = next(iter(urls))
+        if key not in urls:
+            known = ", ".join(repr(k) for k in urls) or "none"
+            raise DownloadError(f"the result has no output {key!r} (outputs: {known})", key=key)
+        if result.is_expired(margin=30):
+            urls = dict(self._fresh_result(key).urls())
+            if key not in urls:
+                raise DownloadError(f"the refreshed result no longer lists {key!r}", key=key)
+        return key, urls[key]
+
     # -- one file -------------------------------------------------------------------------
 
     def _to_file(
@@ -235,14 +333,36 @@ class Downloader:
         name: str,
         on_progress: Optional[ProgressCallback],
     ) -> int:
+        """Write one output into ``file`` (from its current start); return the size."""
         written = 0
+        for offset, chunk, total in self.pieces(key, url, name, restartable=True):
+            if offset != written:  # the transfer started again from zero
+                file.seek(0)
+                file.truncate()
+            file.write(chunk)
+            written = offset + len(chunk)
+            if on_progress is not None:
+                on_progress(name, written, total)
+        return written
+
+    def pieces(self, key: str, url: str, name: str, *, restartable: bool) -> Pieces:
+        """Yield one output's bytes as ``(offset, chunk, total_or_None)``.
+
+        A broken transfer resumes with ``Range`` and ``If-Range``. When it
+        must start again (storage ignored the range, or the object changed),
+        a ``restartable`` consumer is given offset 0 again; any other gets
+        the same object's bytes from where it was, or a ``DownloadError``
+        when the object changed under it.
+        """
+        position = 0
         resumes = 0
         ranges_work = True
         validator: Optional[str] = None
+        label = key or name
         while True:
             headers: Optional[Dict[str, str]] = None
-            if written:
-                headers = {"Range": f"bytes={written}-"}
+            if position and (ranges_work or not restartable):
+                headers = {"Range": f"bytes={position}-"}
                 if validator:
                     headers["If-Range"] = validator
             try:
@@ -262,83 +382,86 @@ class Downloader:
                     continue
                 raise DownloadError(
                     f"downloading {name} failed: HTTP {exc.status} from {redact_url(url)}",
-                    key=key or name,
+                    key=label,
                     status=exc.status,
                 ) from exc
             except TransportError as exc:
                 resumes += 1
                 if resumes > self.resume_attempts:
-                    raise DownloadError(
-                        f"downloading {name} failed: {exc}", key=key or name
-                    ) from exc
+                    raise DownloadError(f"downloading {name} failed: {exc}", key=label) from exc
                 continue
-            total: Optional[int] = None
             with response:
                 if _is_error_page(response, name):
                     raise _page_error(response, key, name, url)
-                restart = False
-                if written and response.status == 206:
+                now = _validator(response)
+                changed = bool(validator and now and now != validator)
+                skip = 0
+                if headers and response.status == 206:
                     found = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
-                    if found is None or int(found.group(1)) != written:
+                    if found is None or int(found.group(1)) != position:
                         raise DownloadError(
-                            f"storage answered the wrong range for {name}", key=key or name
+                            f"storage answered the wrong range for {name}", key=label
                         )
                     total = None if found.group(3) == "*" else int(found.group(3))
-                    now = _validator(response)
-                    if validator and now and now != validator:
-                        # A server that ignored If-Range sent part of another object.
-                        logger.info("%s changed on storage during the download; restarting", name)
-                        response.close()
-                        restart = True
+                    if changed:  # a server that ignored If-Range: part of another object
+                        self._check_restart(name, label, restartable)
+                        logger.info("%s changed on storage; starting again", name)
+                        validator = None
+                        position = 0
+                        resumes += 1
+                        if resumes > self.resume_attempts:
+                            raise DownloadError(
+                                f"{name} kept changing on storage during the download",
+                                key=label,
+                            )
+                        continue
                 else:
-                    if written:  # the object changed (If-Range) or the Range was ignored
-                        ranges_work = ranges_work and validator is not None
-                        file.seek(0)
-                        file.truncate()
-                        written = 0
-                    validator = _validator(response)
                     length = response.headers.get("content-length")
                     total = int(length) if length and length.isdigit() else None
-                if restart:
-                    file.seek(0)
-                    file.truncate()
-                    written = 0
-                    validator = None
-                    resumes += 1
-                    if resumes > self.resume_attempts:
-                        raise DownloadError(
-                            f"{name} kept changing on storage during the download; "
-                            "nothing was kept",
-                            key=key or name,
-                        )
-                    continue
+                    if position:  # the whole object again: it changed (If-Range), or no ranges
+                        ranges_work = ranges_work and changed
+                        if restartable:
+                            position = 0
+                        elif changed:
+                            self._check_restart(name, label, restartable)
+                        else:  # the same object from its start: drop what was delivered
+                            skip = position
+                    validator = now
                 try:
                     for chunk in response.iter_bytes():
-                        file.write(chunk)
-                        written += len(chunk)
-                        if on_progress is not None:
-                            on_progress(name, written, total)
+                        if skip:
+                            dropped = min(skip, len(chunk))
+                            chunk = chunk[dropped:]
+                            skip -= dropped
+                            if not chunk:
+                                continue
+                        yield position, chunk, total
+                        position += len(chunk)
                 except (ReadError, ReadTimeoutError) as exc:
                     resumes += 1
                     if resumes > self.resume_attempts:
                         raise DownloadError(
                             f"downloading {name} kept failing ({exc}); nothing was kept",
-                            key=key or name,
+                            key=label,
                         ) from exc
-                    if (
-                        not ranges_work
-                        or response.headers.get("accept-ranges", "").lower() != "bytes"
-                    ):
-                        file.seek(0)
-                        file.truncate()
-                        written = 0
+                    if response.headers.get("accept-ranges", "").lower() != "bytes":
+                        ranges_work = False
+                    if not ranges_work and restartable:
+                        position = 0
                     logger.info(
-                        "download of %s interrupted after %d bytes; resuming", name, written
+                        "download of %s interrupted after %d bytes; resuming", name, position
                     )
                     continue
-            if total is not None and written != total:
-                raise DownloadError(f"{name}: got {written} of {total} bytes", key=key or name)
-            return written
+            if total is not None and position != total:
+                raise DownloadError(f"{name}: got {position} of {total} bytes", key=label)
+            return
+
+    @staticmethod
+    def _check_restart(name: str, label: str, restartable: bool) -> None:
+        if not restartable:
+            raise DownloadError(
+                f"{name} changed on storage while it was being read; read it again", key=label
+            )
 
     def _fresh_result(self, key: Optional[str]) -> TaskResult:
         if key is not None:

@@ -454,3 +454,96 @@ def test_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: in
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+# --- results in memory ---------------------------------------------------------------------------
+
+
+def test_read_output_reads_the_only_output(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    client = make_client(server)
+    task = client.run("text-to-image", {"prompt": "x"})
+    data = client.read_output(task.wait())
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert client.read_output(task.id) == data  # a task id fetches the result itself
+    with client.open_output(task) as stream:
+        assert stream.read() == data
+
+
+def test_several_outputs_need_a_key_and_the_error_lists_them(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    client = make_client(server)
+    result = client.run("multi-output", {"prompt": "x"}).wait()
+    with pytest.raises(DownloadError, match=r"3 outputs .*'9\.images\.0'.*pass key="):
+        client.read_output(result)
+    with pytest.raises(DownloadError, match="no output 'nope'"):
+        client.open_output(result, "nope")
+    first = client.read_output(result, "9.images.1")
+    with client.open_output(result, "9.images.1") as stream:
+        assert stream.read(5) + stream.read() == first
+
+
+def test_read_output_refuses_more_than_max_bytes(tmp_path: Path) -> None:
+    client, _ = storage_client(serve())
+    with client:
+        assert client.read_output(one_output(), max_bytes=len(CONTENT)) == CONTENT
+        assert client.read_output(one_output(), max_bytes=None) == CONTENT
+        with pytest.raises(DownloadError, match="larger than max_bytes=100"):
+            client.read_output(one_output(), max_bytes=100)
+
+
+def test_reading_an_unfinished_or_failed_task_is_refused() -> None:
+    client, seen = storage_client(serve())
+    with client:
+        with pytest.raises(DownloadError, match="is running"):
+            client.read_output(result_with("running"))
+        with pytest.raises(TaskFailed, match="boom"):
+            client.open_output(result_with("failed", task_error="boom"))
+    assert seen == []
+
+
+def test_a_stream_resumes_a_broken_transfer_where_it_was() -> None:
+    def storage(request: Request, n: int) -> Response:
+        if n == 1:
+            headers = {"Content-Length": str(len(CONTENT)), "ETag": '"v1"'}
+            return Response(200, headers, stream=cut_after(CONTENT, 3000))
+        assert request.headers.get("Range") == "bytes=3000-"
+        assert request.headers.get("If-Range") == '"v1"'
+        if n == 2:  # no range support: the whole object again, the same one
+            return Response(200, {"ETag": '"v1"'}, content=CONTENT)
+        pytest.fail("one resume was enough")
+
+    client, _ = storage_client(storage)
+    with client, client.open_output(one_output()) as stream:
+        assert stream.read() == CONTENT
+
+
+def test_a_stream_whose_object_changes_is_an_error_not_a_splice() -> None:
+    def storage(request: Request, n: int) -> Response:
+        if n == 1:
+            headers = {"Content-Length": str(len(CONTENT)), "ETag": '"v1"'}
+            return Response(200, headers, stream=cut_after(CONTENT, 3000))
+        return Response(200, {"ETag": '"v2"'}, content=bytes(reversed(CONTENT)))
+
+    client, _ = storage_client(storage)
+    with client, client.open_output(one_output()) as stream:
+        assert stream.read(3000) == CONTENT[:3000]
+        with pytest.raises(DownloadError, match="changed on storage"):
+            stream.read()
+
+
+def test_an_expired_link_is_refreshed_for_a_stream(
+    server: CyberunEmulator, make_client: ClientFactory
+) -> None:
+    client = make_client(server)
+    task = client.run("text-to-image", {"prompt": "x"})
+    task.wait()
+    server.inject("expire_urls", route="result", seconds=0)
+    stale = client.get_result(task.id)
+    assert stale.is_expired(margin=30)
+    server.clear_logs()
+    with client.open_output(stale) as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert routes(server, "result") == 1  # fresh links fetched once, before reading
