@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=PATH",
-        help="upload PATH for parameter KEY",
+        help="upload PATH for parameter KEY (a folder is sent as a zip)",
     )
     run.add_argument("--wait", action="store_true", help="follow the task until it ends")
     run.add_argument(
@@ -423,8 +423,8 @@ def _parameters(args: argparse.Namespace, workflow: Any = None) -> Dict[str, Any
         key, sep, path = item.partition("=")
         if not sep or not key or not path:
             raise ConfigurationError(f"--file expects KEY=PATH, got {item!r}")
-        if not Path(path).is_file():
-            raise ConfigurationError(f"--file {key}: no such file: {path}")
+        if not Path(path).exists():
+            raise ConfigurationError(f"--file {key}: no such file or folder: {path}")
         params[key] = Path(path)
     return params
 

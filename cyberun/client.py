@@ -11,7 +11,6 @@ import copy as copy_module
 import io
 import ipaddress
 import logging
-import mimetypes
 import os
 import queue
 import sys
@@ -45,6 +44,7 @@ from ._pipeline import UUID
 from ._redact import redact_url
 from .api import Credentials, Endpoints
 from .errors import (
+    BadRequest,
     ConfigurationError,
     CyberunError,
     DecodeError,
@@ -74,6 +74,18 @@ from .models import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
+from ._uploads import (
+    DEFAULT_MAX_UPLOAD_SIZE,
+    UploadCache,
+    Uploaded,
+    Uploader,
+    cache_for,
+    file_problems,
+    is_local_file,
+    local_name_and_size,
+    reupload_stale,
+    upload_inputs,
+)
 from .retry import RetryPolicy
 from .strategies import (
     Control,
@@ -266,9 +278,11 @@ class TaskHandle:
         id: the task's id.
     """
 
-    __slots__ = ("_client", "id")
+    __slots__ = ("_client", "_uploads", "id")
 
     def __init__(self, client: Client, task_id: str) -> None:
+        # The inputs `run` uploaded for this task (for the run record).
+        self._uploads: Dict[str, Uploaded] = {}
         self._client = client
         self.id: str = task_id
 
@@ -365,6 +379,13 @@ class Client:
         reconnect_backoff: base delay (seconds) before reconnecting a broken
             stream; doubles per failure in a row, with jitter, up to 10 s.
         allow_insecure_http: allow plain http to a host that is not loopback.
+        max_upload_size: the largest input file (bytes) ``validate`` lets
+            through before anything is sent; default 500 MB, the service's
+            documented limit. None: no local check.
+        upload_cache: reuse the file key of an input uploaded before (same
+            bytes, base URL and team) for up to 20 hours of the service's one
+            day: ``True`` keeps the cache in the platform's user cache folder,
+            a path keeps it there; default ``False`` (no files written).
 
     Raises:
         ConfigurationError: no key, a JWT without a team id, a bad base URL.
@@ -389,6 +410,8 @@ class Client:
         max_stream_failures: int = 3,
         reconnect_backoff: float = 0.5,
         allow_insecure_http: bool = False,
+        max_upload_size: Optional[int] = DEFAULT_MAX_UPLOAD_SIZE,
+        upload_cache: Union[bool, str, os.PathLike[str]] = False,
     ) -> None:
         token = api_key if api_key is not None else os.environ.get("CYBERUN_API_KEY", "")
         if not token or not token.strip():
@@ -427,6 +450,8 @@ class Client:
             liveness_interval=liveness_interval,
             max_stream_failures=max_stream_failures,
             reconnect_backoff=reconnect_backoff,
+            max_upload_size=max_upload_size,
+            upload_cache=cache_for(upload_cache, _cache_scope(self.base_url, credentials)),
         )
 
     def _configure(
@@ -439,12 +464,18 @@ class Client:
         liveness_interval: float,
         max_stream_failures: int,
         reconnect_backoff: float,
+        max_upload_size: Optional[int],
+        upload_cache: Optional[UploadCache],
     ) -> None:
         """Set all but the base URL and the transport (for ``__init__`` and ``with_options``)."""
         _check_number("poll_interval", poll_interval, minimum=0, inclusive=False)
         _check_number("liveness_interval", liveness_interval, minimum=0, inclusive=False)
         _check_number("max_stream_failures", max_stream_failures, minimum=1, integer=True)
         _check_number("reconnect_backoff", reconnect_backoff, minimum=0)
+        if max_upload_size is not None:
+            _check_number("max_upload_size", max_upload_size, minimum=0, integer=True)
+        self.max_upload_size: Optional[int] = max_upload_size
+        self._upload_cache = upload_cache
         self.timeout: Timeout = timeout
         self.retry: RetryPolicy = retry
         self.poll_interval: float = poll_interval
@@ -465,6 +496,7 @@ class Client:
                 else type(self._transport).__name__
             ),
         )
+        self._uploader = Uploader(self._api, cache=upload_cache)
         self._controls: Set[Control] = set()
         self._lock = threading.Lock()
         # Parameter definitions fetched for validation, by the workflow string
@@ -490,8 +522,9 @@ class Client:
         connection pool). Closing the copy stops the copy's own waits and
         streams but never closes the shared transport; closing the original
         does. Every keyword of [`Client`][cyberun.Client] is accepted except
-        ``api_key``, ``team_id``, ``base_url`` and ``transport``; one left out
-        keeps this client's value.
+        ``api_key``, ``team_id``, ``base_url``, ``transport``,
+        ``max_upload_size`` and ``upload_cache`` (kept as they are); one left
+        out keeps this client's value.
 
         ```python
         from cyberun import Client, RetryPolicy
@@ -535,6 +568,8 @@ class Client:
                 if isinstance(reconnect_backoff, DefaultType)
                 else reconnect_backoff
             ),
+            max_upload_size=self.max_upload_size,
+            upload_cache=self._upload_cache,
         )
         return copy
 
@@ -638,19 +673,19 @@ class Client:
             body.update(extra_body)
         if validate:
             self._validate(workflow, params)
-        for key, value in list(params.items()):
-            if _is_file(value):
-                params[key] = self.upload_file(
-                    value,
-                    on_progress=(
-                        None
-                        if on_upload_progress is None
-                        else lambda sent, total, key=key: on_upload_progress(key, sent, total)  # type: ignore[misc]
-                    ),
-                )
-        task_id = self._api.run_workflow(workflow, body)
+        uploads = upload_inputs(self._uploader, params, on_upload_progress)
+        try:
+            task_id = self._api.run_workflow(workflow, body)
+        except BadRequest as exc:
+            # A 400 proves no task started: an input the cache reused that the
+            # service no longer has is uploaded again, and the run sent once more.
+            if not reupload_stale(self._uploader, parameters or {}, params, uploads, exc):
+                raise
+            task_id = self._api.run_workflow(workflow, body)
         logger.info("started task %s (%s)", task_id, workflow)
-        return TaskHandle(self, task_id)
+        handle = TaskHandle(self, task_id)
+        handle._uploads = uploads
+        return handle
 
     def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
         """Check parameters against the workflow's definitions (fetched once per client)."""
@@ -664,10 +699,14 @@ class Client:
             ) from exc
         # A local file for a file parameter is checked as the file key it becomes.
         checked = {
-            key: (_file_name(value) if _is_file(value) else value)
+            key: (local_name_and_size(value)[0] if is_local_file(value) else value)
             for key, value in parameters.items()
         }
-        raise_for_parameters(definition, checked)
+        raise_for_parameters(
+            definition,
+            checked,
+            extra=file_problems(definition, parameters, max_upload_size=self.max_upload_size),
+        )
 
     def _workflow_definition(self, workflow: str) -> Workflow:
         """The workflow as ``get_workflow`` returns it, fetched once per client."""
@@ -688,27 +727,14 @@ class Client:
     ) -> str:
         """Upload an input file; return the file key to pass as a ``file`` parameter.
 
-        The file is streamed, never read whole into memory.
+        The file is streamed, never read whole into memory. A folder is
+        packed into a zip first (sorted, relative paths, symlinks skipped).
+        A PUT that fails starts again from a fresh presigned URL; with
+        ``upload_cache``, bytes uploaded before reuse their file key.
         """
-        opened: Optional[IO[bytes]] = None
-        try:
-            if isinstance(file, (str, os.PathLike)):
-                path = Path(file)
-                opened = path.open("rb")
-                stream: IO[bytes] = opened
-                name = path.name
-                size = path.stat().st_size
-            else:
-                stream = file
-                name = os.path.basename(str(getattr(file, "name", "") or "upload.bin"))
-                size = _remaining_size(stream)
-            kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-            target = self._api.presign_upload(name, size, kind)
-            self._api.upload(target, stream, size=size, on_progress=on_progress)
-            return target.file_key
-        finally:
-            if opened is not None:
-                opened.close()
+        return self._uploader.upload(
+            file, content_type=content_type, on_progress=on_progress
+        ).file_key
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle to an existing task (no request is made)."""
@@ -1353,12 +1379,6 @@ def _with_message(error: CyberunError, message: str) -> CyberunError:
     return copy
 
 
-def _file_name(value: Any) -> str:
-    """The base name of a path or of a file object's ``name``; ``upload.bin`` without one."""
-    name = os.fspath(value) if isinstance(value, os.PathLike) else getattr(value, "name", "")
-    return os.path.basename(str(name)) if name else "upload.bin"
-
-
 def _ended_by(control: Control, events: Iterator[TaskEvent]) -> Iterator[TaskEvent]:
     """``events``, where a request ended by the wait's stop or deadline says so.
 
@@ -1423,28 +1443,18 @@ def _timeout_message(task_id: str, timeout: Optional[float]) -> str:
     )
 
 
-def _is_file(value: Any) -> bool:
-    if isinstance(value, os.PathLike):
-        return True
-    return callable(getattr(value, "read", None)) and not isinstance(value, (str, bytes))
+def _cache_scope(base_url: str, credentials: Credentials) -> str:
+    """What upload cache entries are keyed by besides the bytes: the host and the team.
 
+    A key whose team the server derives (``sk-``, ``dk-``) is identified by a
+    hash of it; the cache never holds the key itself.
+    """
+    import hashlib
 
-def _remaining_size(stream: IO[bytes]) -> int:
-    if isinstance(stream, io.BytesIO):
-        return len(stream.getbuffer()) - stream.tell()
-    try:
-        return os.fstat(stream.fileno()).st_size - stream.tell()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        pass
-    try:
-        position = stream.tell()
-        end = stream.seek(0, os.SEEK_END)
-        stream.seek(position)
-        return end - position
-    except (AttributeError, OSError, io.UnsupportedOperation) as exc:
-        raise ConfigurationError(
-            "cannot tell the size of this file object; pass a path, or a seekable file"
-        ) from exc
+    team = credentials.team_id
+    if team is None or credentials.kind in ("integration", "device"):
+        team = "key:" + hashlib.sha256(credentials.secrets()[0].encode()).hexdigest()[:32]
+    return f"{base_url}\n{team}"
 
 
 class _Batch:

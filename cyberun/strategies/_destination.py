@@ -87,7 +87,7 @@ def check_destination(dest_dir: PathLike, *, overwrite: bool = False) -> Path:
             shown = ", ".join(used[:3]) + (", ..." if len(used) > 3 else "")
             raise DownloadError(
                 f"{folder} already holds files ({shown}); download into an empty or new "
-                "folder, or pass overwrite=True (--overwrite) to replace files of the same name"
+                "folder, or pass overwrite=True to replace files of the same name"
             )
     return folder
 
