@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace existing files when downloading"
     )
     follow.add_argument(
+        "--no-run-record",
+        dest="run_record",
+        action="store_false",
+        help="with --download, do not write cyberun-task.json beside the files",
+    )
+    follow.add_argument(
         "--show-urls",
         action="store_true",
         help="print presigned download URLs (also in --json output)",
@@ -247,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("task_id", metavar="TASK_ID")
     result.add_argument("--download", metavar="DIR", help="download the outputs into DIR")
     result.add_argument("--overwrite", action="store_true", help="replace existing files")
+    result.add_argument(
+        "--no-run-record",
+        dest="run_record",
+        action="store_false",
+        help="with --download, do not write cyberun-task.json beside the files",
+    )
     result.add_argument(
         "--show-urls", action="store_true", help="print presigned download URLs (also in --json)"
     )
@@ -460,7 +472,12 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
     )
     progress = None if out.as_json else Progress(out.stdout)
 
+    from ._record import EventLog
+
+    args.log = EventLog()  # the stage/message lines, for the run record
+
     def on_event(event: Any) -> None:
+        args.log(event)
         if out.as_json:
             out.json(_data(event))
         elif progress is not None:
@@ -498,7 +515,25 @@ def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output
 
     files: List[Path] = []
     if getattr(args, "download", None):
-        files = client.download(result, args.download, overwrite=getattr(args, "overwrite", False))
+        from ._record import RECORD_NAME
+
+        record = getattr(args, "run_record", True)
+        files = client.download(
+            result,
+            args.download,
+            overwrite=getattr(args, "overwrite", False),
+            reserve=[RECORD_NAME] if record else [],
+        )
+        if record:
+            keys = [key for key, _ in result.urls()]
+            log = getattr(args, "log", None)
+            client.write_run_record(
+                getattr(args, "handle", None) or client.task(result.id),
+                args.download,
+                list(zip(keys, files)),
+                [] if log is None else log.lines,
+                workflow=getattr(args, "workflow", None),
+            )
     show_urls = getattr(args, "show_urls", False)
     if out.as_json:
         payload = {"type": "result", **_data(result)}
@@ -545,6 +580,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                     "type the -p values; give typed JSON values with --params-file instead)",
                 ) from exc
         task = client.run(args.workflow, _parameters(args, workflow), validate=args.validate)
+        args.handle = task  # it knows the inputs it uploaded, for the run record
         if not args.wait:
             if out.as_json:
                 out.json({"task_id": task.id})

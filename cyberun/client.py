@@ -30,6 +30,7 @@ from typing import (
     Literal,
     Mapping,
     Optional,
+    Sequence,
     Set,
     Tuple,
     Type,
@@ -74,6 +75,7 @@ from .models import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
+from ._record import RECORD_NAME, EventLog, build_record, write_record
 from ._uploads import (
     DEFAULT_MAX_UPLOAD_SIZE,
     UploadCache,
@@ -278,11 +280,12 @@ class TaskHandle:
         id: the task's id.
     """
 
-    __slots__ = ("_client", "_uploads", "id")
+    __slots__ = ("_client", "_parameters", "_uploads", "id")
 
     def __init__(self, client: Client, task_id: str) -> None:
-        # The inputs `run` uploaded for this task (for the run record).
+        # What `run` sent for this task (for the run record).
         self._uploads: Dict[str, Uploaded] = {}
+        self._parameters: Dict[str, Any] = {}
         self._client = client
         self.id: str = task_id
 
@@ -685,6 +688,7 @@ class Client:
         logger.info("started task %s (%s)", task_id, workflow)
         handle = TaskHandle(self, task_id)
         handle._uploads = uploads
+        handle._parameters = {k: v for k, v in params.items() if k not in uploads}
         return handle
 
     def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
@@ -979,6 +983,7 @@ class Client:
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
+        reserve: Sequence[str] = (),
     ) -> List[Path]:
         """Download every output file of a completed task into ``dest_dir``.
 
@@ -997,6 +1002,10 @@ class Client:
             overwrite: replace existing files (otherwise a clash is an error
                 before anything is downloaded).
             on_progress: called as ``(file_name, bytes_done, bytes_total_or_None)``.
+            reserve: names no output may take (and that may not exist yet
+                without ``overwrite``): ``["cyberun-task.json"]`` before
+                writing a run record with
+                [`write_run_record`][cyberun.Client.write_run_record].
 
         Returns:
             The paths written, in the result's order.
@@ -1010,7 +1019,7 @@ class Client:
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
         return downloader.download_all(
-            result, dest_dir, overwrite=overwrite, on_progress=on_progress
+            result, dest_dir, overwrite=overwrite, on_progress=on_progress, reserved=reserve
         )
 
     def download_output(
@@ -1116,6 +1125,7 @@ class Client:
         stop: Optional[threading.Event] = None,
         download_to: Union[str, os.PathLike[str], None] = None,
         overwrite: bool = False,
+        run_record: bool = True,
     ) -> RunOutcome:
         """Run a workflow, follow it to the end, and optionally download its files.
 
@@ -1144,6 +1154,10 @@ class Client:
                 files yet.
             overwrite: download into a folder that holds files, replacing
                 those with the same names.
+            run_record: with ``download_to``, also write ``cyberun-task.json``
+                there: the workflow, parameters (inputs as name, size and
+                SHA-256), task id, GPU, agent, times, output files and the
+                stage/message lines seen (see the results guide).
 
         Returns:
             The task, its result and the files downloaded.
@@ -1170,17 +1184,68 @@ class Client:
             on_upload_progress=on_upload_progress,
             extra_body=extra_body,
         )
+        log = EventLog()
         result = task.wait(
             timeout=timeout,
-            on_event=on_event,
+            on_event=log if on_event is None else _both(log, on_event),
             mode=mode,
             cancel_on_timeout=cancel_on_timeout,
             stop=stop,
         )
-        files = (
-            [] if download_to is None else self.download(result, download_to, overwrite=overwrite)
+        if download_to is None:
+            return RunOutcome(task=task, result=result, files=[])
+        downloader = Downloader(self._api, lambda: self.get_result(task.id), timeout=self.timeout)
+        named = downloader.download_named(
+            result, download_to, overwrite=overwrite, reserved=[RECORD_NAME] if run_record else ()
         )
-        return RunOutcome(task=task, result=result, files=files)
+        if run_record:
+            self.write_run_record(task, download_to, named, log.lines, workflow=workflow)
+        return RunOutcome(task=task, result=result, files=[path for _, path in named])
+
+    def write_run_record(
+        self,
+        task: TaskHandle,
+        folder: Union[str, os.PathLike[str]],
+        outputs: Sequence[Tuple[str, Path]],
+        log: Sequence[Mapping[str, Any]] = (),
+        *,
+        workflow: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+    ) -> Path:
+        """Write ``cyberun-task.json`` for a finished task into ``folder``; return its path.
+
+        [`run_and_wait`][cyberun.Client.run_and_wait] and the CLI's
+        ``--download`` call this; call it yourself after your own downloads.
+
+        Args:
+            task: the task (a handle from ``run`` knows its uploaded inputs).
+            folder: where the outputs are.
+            outputs: ``(output key, path)`` of each file.
+            log: the stage/message lines seen (an ``EventLog``'s ``lines``).
+            workflow: the workflow string given to ``run`` (its definition,
+                if fetched for validation, gives ``slug@version``).
+            parameters: the run parameters, when known.
+        """
+        details = self.get_task(task.id)
+        definition = self._definitions.get(workflow or "")
+        if definition is None and details.workflow_id:
+            try:
+                definition = self.get_workflow(details.workflow_id)
+            except CyberunError:  # the record is a courtesy; it never fails a run
+                logger.info("could not fetch workflow %s for the run record", details.workflow_id)
+        uploads = getattr(task, "_uploads", {})
+        sent = dict(parameters if parameters is not None else getattr(task, "_parameters", {}))
+        for key, done in uploads.items():
+            sent[key] = done.file_key
+        record = build_record(
+            details,
+            workflow=definition,
+            parameters=sent,
+            inputs={key: done.record() for key, done in uploads.items()},
+            outputs=outputs,
+            log=log,
+        )
+        return write_record(Path(folder), record)
 
     def as_completed(
         self,
@@ -1441,6 +1506,16 @@ def _timeout_message(task_id: str, timeout: Optional[float]) -> str:
         f"task {task_id} did not finish within {timeout}s; it is still running on the server "
         "(wait on it again, or cancel it)"
     )
+
+
+def _both(
+    first: Callable[[TaskEvent], None], second: Callable[[TaskEvent], None]
+) -> Callable[[TaskEvent], None]:
+    def call(event: TaskEvent) -> None:
+        first(event)
+        second(event)
+
+    return call
 
 
 def _cache_scope(base_url: str, credentials: Credentials) -> str:

@@ -208,8 +208,24 @@ class Downloader:
     ) -> List[Path]:
         """Download every output of ``result`` into ``dest_dir``; return the paths.
 
-        ``reserved`` names (the run record's) are kept free for the caller.
+        ``reserved`` names (the run record's) are kept free for the caller,
+        and checked as the outputs' are.
         """
+        named = self.download_named(
+            result, dest_dir, overwrite=overwrite, on_progress=on_progress, reserved=reserved
+        )
+        return [path for _, path in named]
+
+    def download_named(
+        self,
+        result: TaskResult,
+        dest_dir: Union[str, os.PathLike[str]],
+        *,
+        overwrite: bool = False,
+        on_progress: Optional[ProgressCallback] = None,
+        reserved: Sequence[str] = (),
+    ) -> List[Tuple[str, Path]]:
+        """As `download_all`, returning ``(output key, path)`` pairs."""
         require_completed(result)
         if result.is_expired(margin=30):
             result = self._fresh_result(None)
@@ -217,11 +233,11 @@ class Downloader:
         folder = Path(dest_dir)
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale(folder)
-        check_targets(folder, [name for _, _, name in outputs], overwrite=overwrite)
-        paths = []
-        for key, url, name in outputs:
-            paths.append(self._to_file(key, url, folder, name, on_progress))
-        return paths
+        names = [name for _, _, name in outputs] + list(reserved)
+        check_targets(folder, names, overwrite=overwrite)
+        return [
+            (key, self._to_file(key, url, folder, name, on_progress)) for key, url, name in outputs
+        ]
 
     def download_into(
         self,
