@@ -984,6 +984,7 @@ class Client:
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
         reserve: Sequence[str] = (),
+        max_concurrency: int = 4,
     ) -> List[Path]:
         """Download every output file of a completed task into ``dest_dir``.
 
@@ -1006,6 +1007,11 @@ class Client:
                 without ``overwrite``): ``["cyberun-task.json"]`` before
                 writing a run record with
                 [`write_run_record`][cyberun.Client.write_run_record].
+            max_concurrency: files fetched at a time when there are several,
+                each on a thread and connection of its own (``on_progress``
+                is then called from those threads); 1 fetches them one after
+                another on the calling thread. A failure stops the others and
+                leaves only complete files.
 
         Returns:
             The paths written, in the result's order.
@@ -1018,8 +1024,14 @@ class Client:
         """
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
         return downloader.download_all(
-            result, dest_dir, overwrite=overwrite, on_progress=on_progress, reserved=reserve
+            result,
+            dest_dir,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            reserved=reserve,
+            max_concurrency=max_concurrency,
         )
 
     def download_output(
@@ -1196,7 +1208,11 @@ class Client:
             return RunOutcome(task=task, result=result, files=[])
         downloader = Downloader(self._api, lambda: self.get_result(task.id), timeout=self.timeout)
         named = downloader.download_named(
-            result, download_to, overwrite=overwrite, reserved=[RECORD_NAME] if run_record else ()
+            result,
+            download_to,
+            overwrite=overwrite,
+            reserved=[RECORD_NAME] if run_record else (),
+            max_concurrency=4,
         )
         if run_record:
             self.write_run_record(task, download_to, named, log.lines, workflow=workflow)

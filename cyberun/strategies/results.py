@@ -17,6 +17,7 @@ import logging
 import mimetypes
 import os
 import re
+import threading
 from pathlib import Path
 from typing import (
     IO,
@@ -133,6 +134,10 @@ def _head(response: Response) -> bytes:
     return got[:_QUOTED]
 
 
+class _Skipped(Exception):
+    """A file abandoned because another one of the same download failed."""
+
+
 #: ``(offset, chunk, total_or_None)`` of one output, as `Downloader.pieces` yields them.
 Pieces = Generator[Tuple[int, bytes, Optional[int]], None, None]
 
@@ -205,6 +210,7 @@ class Downloader:
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
         reserved: Sequence[str] = (),
+        max_concurrency: int = 1,
     ) -> List[Path]:
         """Download every output of ``result`` into ``dest_dir``; return the paths.
 
@@ -212,7 +218,12 @@ class Downloader:
         and checked as the outputs' are.
         """
         named = self.download_named(
-            result, dest_dir, overwrite=overwrite, on_progress=on_progress, reserved=reserved
+            result,
+            dest_dir,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            reserved=reserved,
+            max_concurrency=max_concurrency,
         )
         return [path for _, path in named]
 
@@ -224,8 +235,14 @@ class Downloader:
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
         reserved: Sequence[str] = (),
+        max_concurrency: int = 1,
     ) -> List[Tuple[str, Path]]:
-        """As `download_all`, returning ``(output key, path)`` pairs."""
+        """As `download_all`, returning ``(output key, path)`` pairs.
+
+        With ``max_concurrency`` above 1, that many files are fetched at a
+        time, each on its own thread and connection; ``on_progress`` is then
+        called from those threads.
+        """
         require_completed(result)
         if result.is_expired(margin=30):
             result = self._fresh_result(None)
@@ -235,9 +252,48 @@ class Downloader:
         remove_stale(folder)
         names = [name for _, _, name in outputs] + list(reserved)
         check_targets(folder, names, overwrite=overwrite)
-        return [
-            (key, self._to_file(key, url, folder, name, on_progress)) for key, url, name in outputs
-        ]
+        workers = min(max_concurrency, len(outputs))
+        if workers <= 1:
+            return [
+                (key, self._to_file(key, url, folder, name, on_progress))
+                for key, url, name in outputs
+            ]
+        return self._concurrently(outputs, folder, on_progress, workers)
+
+    def _concurrently(
+        self,
+        outputs: List[Tuple[str, str, str]],
+        folder: Path,
+        on_progress: Optional[ProgressCallback],
+        workers: int,
+    ) -> List[Tuple[str, Path]]:
+        """Fetch files ``workers`` at a time; the first failure stops the rest and is raised.
+
+        Every file not written completely is removed, so a failure leaves
+        the files that were finished and nothing partial.
+        """
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        stop = threading.Event()
+
+        def fetch(key: str, url: str, name: str) -> Tuple[str, Path]:
+            if stop.is_set():
+                raise _Skipped()
+            return key, self._to_file(key, url, folder, name, on_progress, stop=stop)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="cyberun-download") as pool:
+            futures = [pool.submit(fetch, key, url, name) for key, url, name in outputs]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C in the caller's thread: stop the workers too
+                stop.set()
+                raise
+            if any(f.done() and f.exception() is not None for f in futures):
+                stop.set()
+                wait(futures)
+                errors = [f.exception() for f in futures]
+                raise next(e for e in errors if e is not None and not isinstance(e, _Skipped))
+        return [f.result() for f in futures]
 
     def download_into(
         self,
@@ -314,12 +370,14 @@ class Downloader:
         folder: Path,
         name: str,
         on_progress: Optional[ProgressCallback],
+        *,
+        stop: Optional[threading.Event] = None,
     ) -> Path:
         final = folder / name
         fd, temp = create_temp(folder, name)
         try:
             with os.fdopen(fd, "wb") as file:
-                self._transfer(key, url, file, name, on_progress)
+                self._transfer(key, url, file, name, on_progress, stop=stop)
                 file.flush()
                 os.fsync(file.fileno())
             if final.is_dir() and not final.is_symlink():
@@ -348,10 +406,14 @@ class Downloader:
         file: IO[bytes],
         name: str,
         on_progress: Optional[ProgressCallback],
+        *,
+        stop: Optional[threading.Event] = None,
     ) -> int:
         """Write one output into ``file`` (from its current start); return the size."""
         written = 0
         for offset, chunk, total in self.pieces(key, url, name, restartable=True):
+            if stop is not None and stop.is_set():
+                raise _Skipped()  # another file failed: this one is abandoned
             if offset != written:  # the transfer started again from zero
                 file.seek(0)
                 file.truncate()

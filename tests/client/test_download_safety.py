@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 import time
 import unicodedata
 from datetime import datetime, timedelta, timezone
@@ -547,3 +548,70 @@ def test_an_expired_link_is_refreshed_for_a_stream(
     with client.open_output(stale) as stream:
         assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
     assert routes(server, "result") == 1  # fresh links fetched once, before reading
+
+
+# --- several files at a time --------------------------------------------------------------------
+
+
+def many_outputs(count: int) -> TaskResult:
+    urls = {f"9.images.{i}": f"https://storage.example/b/{i}.png?sig" for i in range(count)}
+    return result_with(download_urls=urls)
+
+
+class InFlight:
+    """Storage that counts requests in flight, holding each body back a moment."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.fail = fail
+
+    def __call__(self, request: Request, n: int) -> Response:
+        def body() -> Iterator[bytes]:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(0.05)
+                if self.fail and self.fail in request.url:
+                    raise ReadError("connection reset by peer")
+                yield request.url.encode()
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+        return Response(200, {}, stream=body())
+
+
+@pytest.mark.parametrize(("limit", "most"), [(1, 1), (3, 3), (4, 4)])
+def test_several_outputs_are_fetched_at_most_max_concurrency_at_a_time(
+    tmp_path: Path, limit: int, most: int
+) -> None:
+    storage = InFlight()
+    client, seen = storage_client(storage)
+    with client:
+        paths = client.download(many_outputs(8), tmp_path, max_concurrency=limit)
+    assert storage.most == most and len(seen) == 8
+    assert [p.name for p in paths] == [f"9.images.{i}.png" for i in range(8)]  # result order
+    assert all(p.read_bytes().decode().endswith(f"/{i}.png?sig") for i, p in enumerate(paths))
+
+
+def test_a_failure_among_concurrent_files_stops_the_rest_and_leaves_nothing_partial(
+    tmp_path: Path,
+) -> None:
+    storage = InFlight(fail="/3.png")
+    client, _ = storage_client(storage)
+    with client, pytest.raises(DownloadError, match="9.images.3"):
+        client.download(many_outputs(8), tmp_path, max_concurrency=4)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert not any(is_temp_name(name) for name in left)
+    assert "9.images.3.png" not in left
+    for name in left:  # what remains is complete
+        assert (tmp_path / name).read_bytes().endswith(b".png?sig")
+
+
+def test_max_concurrency_is_checked() -> None:
+    client, _ = storage_client(serve())
+    with client, pytest.raises(cyberun.ConfigurationError, match="max_concurrency"):
+        client.download(many_outputs(2), "never", max_concurrency=0)
