@@ -167,7 +167,8 @@ def main() -> None:
         speed = size / seconds / 2**20
         line = f"{name:<44} {seconds:7.3f} s {speed:8.0f} MiB/s"
         if name.startswith("download: cyberun"):
-            line += f"  speed x{peer_requests / seconds:.2f} of requests, x{peer_curl / seconds:.2f} of curl"
+            line += f"  speed x{peer_requests / seconds:.2f} of requests"
+            line += f", x{peer_curl / seconds:.2f} of curl"
         elif name.startswith("upload: cyberun"):
             line += f"  speed x{peer_put / seconds:.2f} of curl -T"
         rows.append(line)

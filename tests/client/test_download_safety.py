@@ -602,7 +602,7 @@ def test_a_failure_among_concurrent_files_stops_the_rest_and_leaves_nothing_part
 ) -> None:
     storage = InFlight(fail="/3.png")
     client, _ = storage_client(storage)
-    with client, pytest.raises(DownloadError, match="9.images.3"):
+    with client, pytest.raises(DownloadError, match=r"9\.images\.3"):
         client.download(many_outputs(8), tmp_path, max_concurrency=4)
     left = [p.name for p in tmp_path.iterdir()]
     assert not any(is_temp_name(name) for name in left)
