@@ -11,6 +11,11 @@ ratio to a peer measured in the same run (the machine is shared and noisy).
 
     python benchmarks/files_throughput.py                 # 1 GiB, 3 runs
     python benchmarks/files_throughput.py --size-mib 256 --runs 2
+    python benchmarks/files_throughput.py --multi         # 50 files of 20 MB, 50 ms to first byte
+
+``--multi`` fetches a result of 50 outputs of 20 MB each, the server waiting
+50 ms before each answer (a storage host's time to first byte), with
+``Client.download`` (``max_concurrency`` 4, and 1) against ``xargs -P4 curl``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ def _serve(port_queue: Any, path: str) -> None:
             pass
 
         def do_GET(self) -> None:
+            if self.path.startswith("/multi/"):
+                time.sleep(0.05)  # time to first byte
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(size))
@@ -99,7 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--multi", action="store_true", help="50 outputs of 20 MB instead")
     args = parser.parse_args()
+    if args.multi:
+        args.size_mib = 20
 
     import requests
 
@@ -123,6 +133,13 @@ def main() -> None:
     )
     size = source.stat().st_size
     results: Dict[str, float] = {}
+    if args.multi:
+        try:
+            multi(base, scratch, args.runs)
+        finally:
+            process.terminate()
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     try:
 
         def requests_copy() -> None:
@@ -173,6 +190,40 @@ def main() -> None:
             line += f"  speed x{peer_put / seconds:.2f} of curl -T"
         rows.append(line)
     print("\n".join(rows))
+
+
+def multi(base: str, scratch: Path, runs: int) -> None:
+    import cyberun
+    from cyberun._convert import structure
+
+    urls = {f"9.images.{i}": f"{base}/multi/{i}.png?X-Amz-Signature=s" for i in range(50)}
+    result = structure(
+        {"id": "t", "task_status": "completed", "download_urls": urls}, cyberun.TaskResult
+    )
+    listing = "\n".join(urls.values()) + "\n"
+    out = scratch / "curl"
+    out.mkdir()
+
+    def curl_parallel() -> None:
+        subprocess.run(
+            ["xargs", "-P4", "-n1", "curl", "-sS", "-O", "--output-dir", str(out)],
+            input=listing.encode(),
+            check=True,
+        )
+
+    results = {"xargs -P4 curl": best(runs, curl_parallel)}
+    for transport in ("requests", "urllib3", "urllib"):
+        with cyberun.Client("sk-bench", base_url=base, transport=transport) as client:
+            for limit in (4, 1):
+
+                def sdk(limit: int = limit, client: cyberun.Client = client) -> None:
+                    client.download(result, scratch / "sdk", overwrite=True, max_concurrency=limit)
+
+                results[f"cyberun {transport} max_concurrency={limit}"] = best(runs, sdk)
+    peer = results["xargs -P4 curl"]
+    print(f"Python {sys.version.split()[0]}, 50 x 20 MiB, 50 ms to first byte, best of {runs}")
+    for name, seconds in results.items():
+        print(f"{name:<40} {seconds:7.3f} s  time x{seconds / peer:.2f} of xargs -P4 curl")
 
 
 if __name__ == "__main__":
