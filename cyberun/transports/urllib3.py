@@ -229,6 +229,11 @@ def urllib3_response(
             scope.release()
         if not state["complete"]:
             raw.close()
+        elif read1 is None and fp is not None:
+            # http.client's read1 leaves the reader of a whole body open (its
+            # read() closes it): with "Connection: close" that reader is the
+            # socket's last holder, which would then outlive the response.
+            fp.close()
         raw.release_conn()
 
     def stream() -> Iterator[bytes]:
