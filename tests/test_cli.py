@@ -296,7 +296,9 @@ def test_demo_of_a_workflow_that_takes_a_file(tmp_path: Path) -> None:
         "demo", "--workflow", "gaussian-splat", "--dir", str(tmp_path), "--time-scale", "0.01"
     )
     assert code == 0, err
-    assert [p.suffix for p in tmp_path.iterdir()] == [".ply"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [os.path.splitext(n)[1] for n in names] == [".json", ".ply"]
+    assert names[0] == "cyberun-task.json"  # the run record, beside the output
 
 
 def test_help_for_every_command_has_examples() -> None:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Urllib3Transport"]
 
-_CHUNK = 64 * 1024
+_CHUNK = 1024 * 1024  # read1 returns what is there: no read-ahead, fewer system calls
 
 
 class Urllib3Transport(BaseTransport):
