@@ -26,7 +26,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union, cast
 
 from .errors import ConfigurationError
 from .models import ParameterDef, Workflow
@@ -161,7 +161,12 @@ def file_problems(
                 f"parameter {key!r} takes {shown}; a folder can only be sent as a zip, "
                 "which it does not accept"
             )
-        elif definition is not None and not folder and not accepts_name(definition, name):
+        elif (
+            definition is not None
+            and not folder
+            and _named(value)  # a nameless stream's type is unknown: the server decides
+            and not accepts_name(definition, name)
+        ):
             shown = ", ".join(_accepts(definition))
             problems.append(f"parameter {key!r} takes {shown}, not {name!r}")
         if max_upload_size is not None and size is not None and size > max_upload_size:
@@ -170,6 +175,10 @@ def file_problems(
                 f"{max_upload_size} bytes (the client's max_upload_size setting)"
             )
     return problems
+
+
+def _named(value: Any) -> bool:
+    return isinstance(value, os.PathLike) or isinstance(getattr(value, "name", None), str)
 
 
 # --- folders -----------------------------------------------------------------------------------
@@ -204,22 +213,47 @@ def pack_folder(
     files = _folder_files(folder)
     total = sum(path.stat().st_size for _, path in files)
     done = 0
-    with zipfile.ZipFile(into, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+    # Always written as a stream (data descriptors, no seeking back): the same
+    # bytes whatever ``into`` is, so a later hash of a fresh packing matches.
+    sink = _Forward(into)
+    # A write-only file object is all zipfile needs in this mode.
+    with zipfile.ZipFile(
+        cast(IO[bytes], sink), "w", compression=zipfile.ZIP_STORED, allowZip64=True
+    ) as archive:
         for arcname, path in files:
             info = zipfile.ZipInfo(arcname, date_time=_ZIP_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_STORED
             info.file_size = path.stat().st_size
-            with path.open("rb") as source, archive.open(info, "w", force_zip64=True) as sink:
+            with path.open("rb") as source, archive.open(info, "w", force_zip64=True) as member:
                 while True:
                     chunk = source.read(READ_SIZE)
                     if not chunk:
                         break
-                    sink.write(chunk)
+                    member.write(chunk)
                     done += len(chunk)
                     if on_progress is not None:
                         on_progress(done, total)
     return total
+
+
+class _Forward:
+    """A file object that only writes forwards (``zipfile`` then never seeks back)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.inner.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.count
+
+    def flush(self) -> None:
+        self.inner.flush()
 
 
 def folder_size(folder: Path) -> int:
@@ -317,26 +351,22 @@ class UploadCache:
 
 
 class _FileBody:
-    """An upload body read from a file in 1 MiB pieces, hashed as it goes.
+    """An upload body read from a file in 1 MiB pieces.
 
     An iterable rather than a file object, so that every transport sends
     what it yields as it is (``http.client`` would read a file object in
-    16 KiB blocks). A rewind (``seek`` to its start) starts the hash over.
+    16 KiB blocks). It rewinds (``seek`` to its start) for a retry.
     """
 
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
         self.start = stream.tell()
-        self.digest = hashlib.sha256()
-        self.count = 0
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
             data = self.stream.read(READ_SIZE)
             if not data:
                 return
-            self.digest.update(data)
-            self.count += len(data)
             yield data
 
     def tell(self) -> int:
@@ -345,15 +375,37 @@ class _FileBody:
     def seek(self, offset: int, whence: int = 0) -> int:
         if whence != 0 or offset != self.start:
             raise OSError("an upload can only start again from its beginning")
-        self.digest = hashlib.sha256()
-        self.count = 0
         return self.stream.seek(offset)
 
 
-class Uploaded:
-    """One uploaded input: its file key and what the run record says of it."""
+class _HashingSink:
+    """A write-only file object that keeps the SHA-256 and length of what is written."""
 
-    __slots__ = ("cached", "digest", "file_key", "name", "size")
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class Uploaded:
+    """One uploaded input: its file key and what the run record says of it.
+
+    The SHA-256 is known at once with the upload cache (it is the cache's
+    key); otherwise the upload does not spend time on it, and the run record
+    computes it from the source afterwards: a file (unless its size or
+    modification time changed since), a folder packed again (the packing is
+    deterministic), or a seekable file object read again from where the
+    upload started. None when none of these can tell.
+    """
+
+    __slots__ = ("_stamp", "_start", "cached", "digest", "file_key", "name", "size", "source")
 
     def __init__(
         self, file_key: str, name: str, size: int, digest: Optional[str], cached: bool
@@ -363,10 +415,49 @@ class Uploaded:
         self.size = size
         self.digest = digest
         self.cached = cached
+        self.source: Any = None
+        self._start = 0
+        self._stamp: Optional[Tuple[int, int]] = None
+
+    def remember(self, source: Any, start: int = 0) -> None:
+        """Keep where the bytes came from, for a SHA-256 computed later."""
+        self.source = source
+        self._start = start
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+            status = Path(source).stat()
+            self._stamp = (status.st_size, status.st_mtime_ns)
+
+    def sha256(self) -> Optional[str]:
+        """The SHA-256 of the bytes uploaded, computed now if it is not known yet."""
+        if self.digest is None:
+            try:
+                self.digest = self._compute()
+            except OSError:
+                self.digest = None
+        return self.digest
+
+    def _compute(self) -> Optional[str]:
+        source = self.source
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if path.is_dir():
+                sink = _HashingSink()
+                pack_folder(path, cast(IO[bytes], sink))
+                return sink.digest.hexdigest() if sink.count == self.size else None
+            status = path.stat()
+            if self._stamp != (status.st_size, status.st_mtime_ns):
+                return None  # changed since the upload
+            with path.open("rb") as stream:
+                return sha256_of(stream)
+        seek = getattr(source, "seek", None)
+        if callable(seek):
+            seek(self._start)
+            return sha256_of(source)
+        return None
 
     def record(self) -> Mapping[str, Any]:
         """The run record's description of this input."""
-        return {"name": self.name, "size": self.size, "sha256": self.digest}
+        return {"name": self.name, "size": self.size, "sha256": self.sha256()}
 
 
 class Uploader:
@@ -392,6 +483,24 @@ class Uploader:
         use_cache: bool = True,
     ) -> Uploaded:
         """Upload a path, a folder (as a zip) or a binary file object."""
+        start = 0
+        if not isinstance(value, (str, os.PathLike)):
+            try:
+                start = value.tell()
+            except (AttributeError, OSError, ValueError):
+                pass  # the size check refuses such a file object with a clear message
+        done = self._upload(value, content_type, on_progress, use_cache=use_cache)
+        done.remember(value, start)
+        return done
+
+    def _upload(
+        self,
+        value: Any,
+        content_type: Optional[str],
+        on_progress: Optional[Callable[[int, int], None]],
+        *,
+        use_cache: bool,
+    ) -> Uploaded:
         import tempfile
 
         if isinstance(value, (str, os.PathLike)) and Path(value).is_dir():
@@ -463,8 +572,6 @@ class Uploader:
                 body.seek(body.start)
                 continue
             break
-        if body.count == size:
-            digest = digest or body.digest.hexdigest()
         if self.cache is not None and digest is not None:
             self.cache.put(digest, size, target.file_key)
         return Uploaded(target.file_key, name, size, digest, cached=False)

@@ -98,3 +98,40 @@ def test_the_cli_writes_the_record_unless_asked_not_to(
         data = json.loads(record.read_text())
         assert [o["key"] for o in data["outputs"]] == ["9.images.0", "9.images.1", "9.images.2"]
         assert data["workflow"]["slug"].startswith("multi-output@")
+
+
+def test_the_record_hashes_a_folder_and_a_file_object_as_uploaded(
+    server: CyberunEmulator, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"a" * 5000)
+    client = make_client(server)
+    outcome = client.run_and_wait(
+        "gaussian-splat", {"images": photos, "iterations": 100}, download_to=tmp_path / "one"
+    )
+    images = json.loads((tmp_path / "one" / "cyberun-task.json").read_text())["parameters"]
+    uploaded = server._objects[outcome.task._uploads["images"].file_key][0]
+    assert images["images"]["sha256"] == hashlib.sha256(uploaded).hexdigest()
+    assert images["images"]["name"] == "photos.zip"
+    data = b"PK\x05\x06" + b"\x00" * 18
+    stream = io.BytesIO(b"header" + data)
+    stream.seek(6)  # uploaded from where the file object stands
+    client.run_and_wait(
+        "gaussian-splat", {"images": stream, "iterations": 100}, download_to=tmp_path / "two"
+    )
+    record = json.loads((tmp_path / "two" / "cyberun-task.json").read_text())
+    assert record["parameters"]["images"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_changed_after_its_upload_is_not_given_a_wrong_hash(
+    server: CyberunEmulator, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    archive = tmp_path / "photos.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    client = make_client(server)
+    task = client.run("gaussian-splat", {"images": archive, "iterations": 100})
+    task.wait()
+    archive.write_bytes(b"something else, written later")
+    path = client.write_run_record(task, tmp_path, [])
+    assert json.loads(path.read_text())["parameters"]["images"]["sha256"] is None
