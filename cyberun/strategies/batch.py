@@ -17,13 +17,14 @@ import logging
 import queue
 import threading
 import time
+from functools import partial
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import attrs
 
 from ..api import Endpoints
 from ..errors import CyberunError, WaitStopped
-from ..models import TaskEvent, TaskResult
+from ..models import Task, TaskEvent, TaskResult
 from ..transports._base import Timeout
 from ._common import Control
 from .driver import CANCEL_GRACE, drive, random_source, settle
@@ -99,16 +100,16 @@ class Batch:
         on_event: Optional[BatchEventCallback] = None,
         cancel_on_timeout: bool = False,
     ) -> None:
-        self.api = api
-        self.scoped = api.scoped(deadline=control.deadline, cancel=control.token)
-        self.ids = ids
-        self.control = control
-        self.timeout = timeout
-        self.streams = 0 if poll else min(max(0, max_streams), len(ids))
-        self.poll_interval = poll_interval
-        self.request_timeout = request_timeout
-        self.on_event = on_event
-        self.cancel_on_timeout = cancel_on_timeout
+        self.api: Endpoints = api
+        self.scoped: Endpoints = api.scoped(deadline=control.deadline, cancel=control.token)
+        self.ids: List[str] = ids
+        self.control: Control = control
+        self.timeout: Optional[float] = timeout
+        self.streams: int = 0 if poll else min(max(0, max_streams), len(ids))
+        self.poll_interval: float = poll_interval
+        self.request_timeout: Timeout = request_timeout
+        self.on_event: Optional[BatchEventCallback] = on_event
+        self.cancel_on_timeout: bool = cancel_on_timeout
         now = time.monotonic()
         jitter = random_source()
         self.followers: Dict[str, Follower] = {
@@ -123,7 +124,7 @@ class Batch:
             )
             for task_id in ids
         }
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self.waiting: List[str] = list(ids)  # not taken by a stream worker: polled
         self.reported: Set[str] = set()
         self.results: queue.Queue[Completion] = queue.Queue()
@@ -171,7 +172,7 @@ class Batch:
 
     def _report_unfinished(self) -> None:
         """After the deadline (or a stop): every task not reported yet, once."""
-        with self.lock:
+        with self._lock:
             unfinished = [t for t in self.ids if t not in self.reported]
         stopped = self.control.stopped and not self._deadline_passed()
         cancel_api = self.api.scoped(deadline=time.monotonic() + CANCEL_GRACE)
@@ -216,7 +217,7 @@ class Batch:
     ) -> None:
         # Claiming and queueing are one step: a completion is never claimed
         # without being queued, nor queued twice.
-        with self.lock:
+        with self._lock:
             if task_id in self.reported:
                 return
             self.reported.add(task_id)
@@ -241,7 +242,7 @@ class Batch:
 
     def _stream_worker(self) -> None:
         while not self.control.stopped:
-            with self.lock:
+            with self._lock:
                 if not self.waiting:
                     return
                 task_id = self.waiting.pop(0)
@@ -263,27 +264,30 @@ class Batch:
 
     def _poller(self) -> None:
         while not self.control.stopped:
-            with self.lock:
+            with self._lock:
                 batch = list(self.waiting)
             if not batch and len(self.reported) == len(self.ids):
                 return
             for task_id in batch:
-                if self.control.stopped:
+                if self._stopped():
                     return
                 try:
                     task = self.scoped.get_task(task_id)
                 except CyberunError as exc:
-                    if self.control.stopped:
+                    if self._stopped():
                         return
-                    self._poll_step(task_id, lambda f, now, exc=exc: f.task_failed(now, exc))
+                    self._poll_step(task_id, partial(_fail, error=exc))
                     continue
-                self._poll_step(task_id, lambda f, now, task=task: f.task_seen(now, task))
+                self._poll_step(task_id, partial(_see, task=task))
             self.control.wait(self.poll_interval)
+
+    def _stopped(self) -> bool:
+        return self.control.stopped
 
     def _poll_step(self, task_id: str, feed: Callable[[Follower, float], None]) -> None:
         """Feed one snapshot (or error) to a polled task's follower, and act on its answer."""
         follower = self.followers[task_id]
-        with self.lock:
+        with self._lock:
             if task_id not in self.waiting:
                 return  # a stream worker took it meanwhile
             feed(follower, time.monotonic())
@@ -306,6 +310,14 @@ class Batch:
             return
         if outcome is not None:
             self._report_outcome(task_id, outcome)
+
+
+def _fail(follower: Follower, now: float, *, error: CyberunError) -> None:
+    follower.task_failed(now, error)
+
+
+def _see(follower: Follower, now: float, *, task: Task) -> None:
+    follower.task_seen(now, task)
 
 
 def _drain(follower: Follower) -> Tuple[List[TaskEvent], bool, Optional[Outcome]]:

@@ -249,13 +249,13 @@ class Follower:
         poll_interval: float = 3.0,
         random: Callable[[], float],
     ) -> None:
-        self.task_id = task_id
+        self.task_id: str = task_id
         self.deadline: Optional[float] = deadline
-        self.settings = settings
-        self.poll_interval = poll_interval
-        self.fetch_result = fetch_result
+        self.settings: StreamSettings = settings
+        self.poll_interval: float = poll_interval
+        self.fetch_result: bool = fetch_result
         self._random = random
-        self.polling = poll
+        self.polling: bool = poll
         self._outcome: Optional[Outcome] = None
         self._pending: Deque[TaskEvent] = deque()
         self._terminal: Optional[TaskEvent] = None
@@ -363,9 +363,8 @@ class Follower:
             self._last_real = now
             self._events_here += len(raw_events)
             for raw in raw_events:
-                self._admit(raw)
-                if self._terminal is not None:
-                    return
+                if self._admit(raw):
+                    return  # the terminal event: the rest is not read
         elif not self._want_task and now - self._last_real >= self.settings.liveness_interval:
             # Keep-alives but no event for a while: is the task still running?
             # A finished task must not hang the caller.
@@ -512,12 +511,13 @@ class Follower:
 
     # -- inside ---------------------------------------------------------------------------
 
-    def _admit(self, raw: ServerSentEvent) -> None:
+    def _admit(self, raw: ServerSentEvent) -> bool:
+        """Deliver ``raw`` unless it is withheld; True once it was the terminal event."""
         own = raw.own_id
         if own:
             self._ids_seen = True
             if own in self._delivered_ids:
-                return  # a provable replay: its own id was delivered
+                return False  # a provable replay: its own id was delivered
         try:
             event = decode_event(raw)
         except DecodeError as exc:
@@ -526,7 +526,7 @@ class Follower:
             )
             if raw.event in _TERMINAL_TYPES:
                 self._want_task = True  # the broken one may have been the end
-            return
+            return False
         if event.task_id and event.task_id != self.task_id:
             logger.warning(
                 "task %s: skipping a %r event about another task (%s)",
@@ -534,10 +534,11 @@ class Follower:
                 raw.event,
                 event.task_id,
             )
-            return
+            return False
         if self._absorbing and self._withheld(raw.event, event):
-            return
+            return False
         self._deliver(event, own)
+        return event.is_terminal
 
     def _deliver(self, event: TaskEvent, own: Optional[str], *, confirm: bool = True) -> None:
         self._pending.append(event)
@@ -546,8 +547,8 @@ class Follower:
             self._delivered_ids.add(own)
         kind = getattr(event, "event", "") or event.type
         self._last_of_type[kind] = event
-        if len(self._history) < HISTORY:
-            self._history.append(event)
+        if confirm and len(self._history) < HISTORY:
+            self._history.append(event)  # what the stream sent (not events built from GETs)
         if isinstance(event, StatusEvent):
             self._status = event.status
             if confirm and (not event.status.is_known or event.status.is_terminal):
@@ -575,22 +576,26 @@ class Follower:
         """
         key = replay_key(event)
         history = self._history
+        replaying = False
         if self._replayed >= 0:
             index = self._replayed
             if index < len(history) and replay_key(history[index]) == key:
                 self._replayed += 1
+                replaying = True
             else:
                 self._replayed = -1
         if self._restating:
             # Each type is restated once at most: a second equal event is news.
             previous = self._last_of_type.get(kind)
             self._restating = (
-                kind not in self._restated
-                and previous is not None
-                and replay_key(previous) == key
+                kind not in self._restated and previous is not None and replay_key(previous) == key
             )
             self._restated.add(kind)
-        if self._replayed > 0 or self._restating:
+        if replaying:
+            return True
+        if self._restating:
+            if len(history) < HISTORY:
+                history.append(event)  # part of the server's history, seen in another form
             return True
         self._absorbing = False
         return False
