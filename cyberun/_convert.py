@@ -44,6 +44,7 @@ from .models import (
     Task,
     TaskEvent,
     TaskResult,
+    TaskStatus,
     UnknownEvent,
     UploadTarget,
     Webhook,
@@ -412,12 +413,87 @@ def decode_event(sse: ServerSentEvent) -> TaskEvent:
             what=cls.__name__,
             snippet=sse.data[:200],
         )
+    fast = _FAST_DECODERS.get(cls)
+    if fast is not None:
+        decoded = fast(payload, sse.id)
+        if decoded is not None:
+            return decoded
     if cls is FailedEvent and "error" not in payload and "task_error" in payload:
         payload = {**payload, "error": payload["task_error"]}
     event = structure(payload, cls)
     object.__setattr__(event, "event_id", sse.id)
     object.__setattr__(event, "raw", MappingProxyType(payload))
     return event
+
+
+# --- per-type event decoders ----------------------------------------------------------
+#
+# The two events a live stream is made of (progress ticks and statuses) are
+# decoded here directly, with the same checks the converter's hooks make; an
+# event they cannot vouch for (a wrong type anywhere) returns None and goes
+# through the converter, which raises the precise DecodeError.
+
+
+def _event_time(value: Any) -> Optional[datetime]:
+    return None if value is None else _structure_lenient_datetime(value, None)
+
+
+def _optional_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _fast_progress(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent]:
+    get = payload.get
+    task_id = get("task_id", "")
+    progress = get("progress")
+    current = get("step_current")
+    total = get("step_total")
+    node = get("current_node")
+    stage = get("stage")
+    message = get("message")
+    if not (
+        type(task_id) is str
+        and (progress is None or type(progress) in (float, int))
+        and (current is None or type(current) is int)
+        and (total is None or type(total) is int)
+        and _optional_str(node)
+        and _optional_str(stage)
+        and _optional_str(message)
+    ):
+        return None
+    return ProgressEvent(
+        task_id=task_id,
+        event_id=event_id,
+        timestamp=_event_time(get("timestamp")),
+        raw=MappingProxyType(payload),
+        progress=None if progress is None else float(progress),
+        step_current=current,
+        step_total=total,
+        current_node=node,
+        stage=stage,
+        message=message,
+    )
+
+
+def _fast_status(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent]:
+    get = payload.get
+    task_id = get("task_id", "")
+    status = get("status")
+    if type(task_id) is not str or type(status) is not str:
+        return None
+    return StatusEvent(
+        task_id=task_id,
+        event_id=event_id,
+        timestamp=_event_time(get("timestamp")),
+        raw=MappingProxyType(payload),
+        status=TaskStatus(status),
+    )
+
+
+_FAST_DECODERS: Dict[Type[TaskEvent], Callable[[Dict[str, Any], str], Optional[TaskEvent]]] = {
+    ProgressEvent: _fast_progress,
+    StatusEvent: _fast_status,
+}
 
 
 def _try_json_object(text: str) -> Optional[Dict[str, Any]]:

@@ -135,6 +135,10 @@ class _StopAwareToken(CancelToken):
 
     __slots__ = ("_stop",)
 
+    #: Nothing fires this token when the user's event is set: transports look
+    #: at it now and then while a read waits (see ``transports._sockets``).
+    polled = True
+
     def __init__(self, stop: threading.Event) -> None:
         super().__init__()
         self._stop = stop
