@@ -369,6 +369,9 @@ def unstructure(obj: Any) -> Any:
     return data
 
 
+_scan_json = json.JSONDecoder().scan_once
+
+
 def loads(body: Union[bytes, str], what: str) -> Any:
     """Parse a JSON body.
 
@@ -386,12 +389,19 @@ def loads(body: Union[bytes, str], what: str) -> Any:
         ) from exc
 
 
-def decode_event(sse: ServerSentEvent) -> TaskEvent:
+def decode_event(
+    sse: ServerSentEvent, stamps: Optional[Dict[str, Optional[datetime]]] = None
+) -> TaskEvent:
     """Turn one parsed Server-Sent Event into a typed task event.
 
     Known types (``status``, ``progress``, ``completed``, ``failed``,
     ``cancelled``, ``error``) become their classes; anything else becomes an
     [`UnknownEvent`][cyberun.UnknownEvent] that keeps the type and data.
+
+    Args:
+        sse: the parsed event.
+        stamps: a cache of parsed timestamps that the caller keeps for one
+            stream (its ticks mostly share their second); None parses each.
 
     Raises:
         DecodeError: a known event whose data is not the documented JSON.
@@ -406,7 +416,16 @@ def decode_event(sse: ServerSentEvent) -> TaskEvent:
             task_id=str(data.get("task_id", "")) if data else "",
             raw=MappingProxyType(data or {}),
         )
-    payload = loads(sse.data, f"a {sse.event!r} event")
+    data = sse.data
+    try:
+        # json's own C scanner, without json.loads' two whitespace scans: a
+        # live stream's data is one compact object. Anything else (spaces
+        # around it, not JSON) goes through loads, which says what is wrong.
+        payload, end = _scan_json(data, 0)
+    except (StopIteration, ValueError, RecursionError):
+        end = -1
+    if end != len(data):
+        payload = loads(data, f"a {sse.event!r} event")
     if not isinstance(payload, dict):
         raise DecodeError(
             f"a {sse.event!r} event's data is not a JSON object",
@@ -415,7 +434,7 @@ def decode_event(sse: ServerSentEvent) -> TaskEvent:
         )
     fast = _FAST_DECODERS.get(cls)
     if fast is not None:
-        decoded = fast(payload, sse.id)
+        decoded = fast(payload, sse.id, stamps)
         if decoded is not None:
             return decoded
     if cls is FailedEvent and "error" not in payload and "task_error" in payload:
@@ -434,15 +453,28 @@ def decode_event(sse: ServerSentEvent) -> TaskEvent:
 # through the converter, which raises the precise DecodeError.
 
 
-def _event_time(value: Any) -> Optional[datetime]:
-    return None if value is None else _structure_lenient_datetime(value, None)
+#: Timestamps a cache keeps at most before it starts again.
+_STAMPS = 64
 
 
-def _optional_str(value: Any) -> bool:
-    return value is None or type(value) is str
+def _event_time(value: Any, stamps: Optional[Dict[str, Optional[datetime]]]) -> Optional[datetime]:
+    if value is None:
+        return None
+    if stamps is None or type(value) is not str:
+        return _structure_lenient_datetime(value, None)
+    try:
+        return stamps[value]
+    except KeyError:
+        pass
+    if len(stamps) >= _STAMPS:
+        stamps.clear()
+    parsed = stamps[value] = _structure_lenient_datetime(value, None)
+    return parsed
 
 
-def _fast_progress(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent]:
+def _fast_progress(
+    payload: Dict[str, Any], event_id: str, stamps: Optional[Dict[str, Optional[datetime]]]
+) -> Optional[TaskEvent]:
     get = payload.get
     task_id = get("task_id", "")
     progress = get("progress")
@@ -456,15 +488,15 @@ def _fast_progress(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent
         and (progress is None or type(progress) in (float, int))
         and (current is None or type(current) is int)
         and (total is None or type(total) is int)
-        and _optional_str(node)
-        and _optional_str(stage)
-        and _optional_str(message)
+        and (node is None or type(node) is str)
+        and (stage is None or type(stage) is str)
+        and (message is None or type(message) is str)
     ):
         return None
     return ProgressEvent(
         task_id=task_id,
         event_id=event_id,
-        timestamp=_event_time(get("timestamp")),
+        timestamp=_event_time(get("timestamp"), stamps),
         raw=MappingProxyType(payload),
         progress=None if progress is None else float(progress),
         step_current=current,
@@ -475,7 +507,9 @@ def _fast_progress(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent
     )
 
 
-def _fast_status(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent]:
+def _fast_status(
+    payload: Dict[str, Any], event_id: str, stamps: Optional[Dict[str, Optional[datetime]]]
+) -> Optional[TaskEvent]:
     get = payload.get
     task_id = get("task_id", "")
     status = get("status")
@@ -484,13 +518,16 @@ def _fast_status(payload: Dict[str, Any], event_id: str) -> Optional[TaskEvent]:
     return StatusEvent(
         task_id=task_id,
         event_id=event_id,
-        timestamp=_event_time(get("timestamp")),
+        timestamp=_event_time(get("timestamp"), stamps),
         raw=MappingProxyType(payload),
         status=TaskStatus(status),
     )
 
 
-_FAST_DECODERS: Dict[Type[TaskEvent], Callable[[Dict[str, Any], str], Optional[TaskEvent]]] = {
+_Decoder = Callable[
+    [Dict[str, Any], str, Optional[Dict[str, Optional[datetime]]]], Optional[TaskEvent]
+]
+_FAST_DECODERS: Dict[Type[TaskEvent], _Decoder] = {
     ProgressEvent: _fast_progress,
     StatusEvent: _fast_status,
 }

@@ -812,17 +812,13 @@ class Client:
         control = self._control(timeout, stop)
         try:
             follower = self._follower(task_id, control, mode, fetch_result=True)
-            events = drive(follower, self._api_for(control), control, timeout=self.timeout)
-            while True:
-                try:
-                    event = next(events)
-                except StopIteration as end:
-                    outcome = end.value
-                    break
+            for event in drive(follower, self._api_for(control), control, timeout=self.timeout):
                 if on_event is not None:
                     on_event(event)
         finally:
             self._release(control)
+        outcome = follower.outcome
+        assert outcome is not None
         cancel_error = None
         if outcome.kind == "timeout" and cancel_on_timeout:
             cancel_error = cancel_quietly(self._api, task_id)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from datetime import datetime
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 import attrs
@@ -263,6 +264,7 @@ class Follower:
         # What the caller has seen.
         self._delivered_ids: Set[str] = set()
         self._last_of_type: Dict[str, TaskEvent] = {}
+        self._stamps: Dict[str, Optional[datetime]] = {}  # parsed timestamps, for decode_event
         self._history: List[TaskEvent] = []  # the first HISTORY events delivered
         self._status: Optional[str] = None  # the last status delivered
         self._delivered_any = False
@@ -519,7 +521,7 @@ class Follower:
             if own in self._delivered_ids:
                 return False  # a provable replay: its own id was delivered
         try:
-            event = decode_event(raw)
+            event = decode_event(raw, self._stamps)
         except DecodeError as exc:
             logger.warning(
                 "task %s: skipping an undecodable %r event: %s", self.task_id, raw.event, exc
@@ -537,16 +539,17 @@ class Follower:
             return False
         if self._absorbing and self._withheld(raw.event, event):
             return False
-        self._deliver(event, own)
+        self._deliver(event, own, kind=raw.event)
         return event.is_terminal
 
-    def _deliver(self, event: TaskEvent, own: Optional[str], *, confirm: bool = True) -> None:
+    def _deliver(
+        self, event: TaskEvent, own: Optional[str], *, confirm: bool = True, kind: str = ""
+    ) -> None:
         self._pending.append(event)
         self._delivered_any = True
         if own:
             self._delivered_ids.add(own)
-        kind = getattr(event, "event", "") or event.type
-        self._last_of_type[kind] = event
+        self._last_of_type[kind or event.type] = event
         if confirm and len(self._history) < HISTORY:
             self._history.append(event)  # what the stream sent (not events built from GETs)
         if isinstance(event, StatusEvent):
