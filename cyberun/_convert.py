@@ -369,7 +369,7 @@ def unstructure(obj: Any) -> Any:
     return data
 
 
-_scan_json = json.JSONDecoder().scan_once
+_scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads(body: Union[bytes, str], what: str) -> Any:
@@ -416,16 +416,16 @@ def decode_event(
             task_id=str(data.get("task_id", "")) if data else "",
             raw=MappingProxyType(data or {}),
         )
-    data = sse.data
+    text = sse.data
     try:
         # json's own C scanner, without json.loads' two whitespace scans: a
         # live stream's data is one compact object. Anything else (spaces
         # around it, not JSON) goes through loads, which says what is wrong.
-        payload, end = _scan_json(data, 0)
+        payload, end = _scan_json(text, 0)
     except (StopIteration, ValueError, RecursionError):
         end = -1
-    if end != len(data):
-        payload = loads(data, f"a {sse.event!r} event")
+    if end != len(text):
+        payload = loads(text, f"a {sse.event!r} event")
     if not isinstance(payload, dict):
         raise DecodeError(
             f"a {sse.event!r} event's data is not a JSON object",
