@@ -53,6 +53,26 @@ def requests_per_task() -> None:
                 )
 
 
+def requests_in_a_storm(seconds: int = 10) -> None:
+    print(f"\n## The storm: every stream closes after its first event, {seconds} s task\n")
+    with CyberunEmulator(time_scale=1.0) as server:  # no ids: the documented server
+        server.add_workflow("storm", steps=seconds, step_seconds=1.0)
+        with cyberun.Client(server.api_key, base_url=server.base_url) as client:
+            task = client.run("storm")
+            server.clear_logs()
+            server.inject("drop", route="events", task_id=task.id, after_events=1, times=None)
+            started = time.monotonic()
+            task.wait()
+            elapsed = time.monotonic() - started
+            counts = Counter(r.route for r in server.requests)
+    print("| events requests | task (GET) | result | seconds | events requests per second |")
+    print("|---:|---:|---:|---:|---:|")
+    print(
+        f"| {counts['events']} | {counts['task']} | {counts['result']} | {elapsed:.1f} | "
+        f"{counts['events'] / elapsed:.2f} |"
+    )
+
+
 def delivery_delay(events: int) -> None:
     print(f"\n## End-to-end delay: emulator write -> on_event, {events} events 20 ms apart\n")
     print("| transport | p50 ms | p99 ms | max ms | events |")
@@ -94,6 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"# command: python benchmarks/end_to_end.py{flags}\n")
     if not args.cpu:
         requests_per_task()
+        requests_in_a_storm()
         delivery_delay(200 if args.quick else 1000)
     cpu_per_event(50_000 if args.quick else 200_000)
     return 0

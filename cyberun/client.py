@@ -313,9 +313,12 @@ class Client:
         poll_interval: seconds between polls when polling (jittered).
         liveness_interval: seconds without a real event after which a stream
             of keep-alives is checked with one GET of the task.
-        max_stream_failures: failed stream connects in a row before polling.
+        max_stream_failures: stream connects in a row that bring no event
+            before polling instead.
         reconnect_backoff: base delay (seconds) before reconnecting a broken
-            stream; doubles per failure in a row, with jitter, up to 10 s.
+            stream; full jitter, doubling per short-lived connection in a row
+            up to 30 s, back to the base after a connection that stayed up a
+            minute; two connects are never less than twice this apart.
         allow_insecure_http: allow plain http to a host that is not loopback.
 
     Raises:

@@ -409,9 +409,10 @@ class Follower:
             return
         status = task.task_status
         if status is not None and status.is_terminal:
-            if not self.polling and self._delivered_any and not self._final_tried:
-                # The stream may still hold the real terminal event (with its
-                # output): one more connect, now, for its replay.
+            if not self.polling and not liveness and not self._final_tried:
+                # The connection ended before the task did: the stream may
+                # still hold the real terminal event (with its output), and a
+                # server with ids replays what was missed. One more connect.
                 self._final, self._final_tried = task, True
                 if self._open:
                     self._close_wanted = True

@@ -157,17 +157,38 @@ def test_polling_respects_the_interval() -> None:
 
 @pytest.mark.parametrize("after", [1, 30, 150, 400, 900])
 def test_a_drop_at_any_offset_loses_and_duplicates_nothing_with_ids(
-    server: CyberunEmulator, make_client: ClientFactory, after: int
+    make_client: ClientFactory, after: int
 ) -> None:
-    client = make_client(server)
-    task = client.run("slow-render", {"steps": 20})
-    server.inject("drop", route="events", task_id=task.id, after_bytes=after)
-    events = list(task.events())
-    progress = steps(events)
-    assert progress == sorted(set(progress))  # in order, never twice
-    assert progress[-1] == 20 and len(progress) == len(range(progress[0], 21))
-    assert sum(isinstance(e, CompletedEvent) for e in events) == 1
-    assert routes(server, "events") == 2
+    with CyberunEmulator(time_scale=0.02, sse_ids=True) as server:
+        client = make_client(server)
+        task = client.run("slow-render", {"steps": 20})
+        server.inject("drop", route="events", task_id=task.id, after_bytes=after)
+        events = list(task.events())
+        progress = steps(events)
+        assert progress == sorted(set(progress))  # in order, never twice
+        assert progress[-1] == 20 and len(progress) == len(range(progress[0], 21))
+        assert sum(isinstance(e, CompletedEvent) for e in events) == 1
+        assert routes(server, "events") == 2
+
+
+@pytest.mark.parametrize("after", [1, 30, 150, 400, 900])
+def test_without_ids_a_drop_at_any_offset_repeats_nothing(
+    make_client: ClientFactory, after: int
+) -> None:
+    # The documented server: no ids, a reconnect restates the current status
+    # and goes on live, so what happened in between is not sent again.
+    with CyberunEmulator(time_scale=0.02) as server:
+        client = make_client(server)
+        task = client.run("slow-render", {"steps": 20})
+        server.inject("drop", route="events", task_id=task.id, after_bytes=after)
+        events = list(task.events())
+        progress = steps(events)
+        statuses = [str(e.status) for e in events if isinstance(e, StatusEvent)]
+        assert progress == sorted(set(progress))  # in order, never twice
+        assert statuses == sorted(set(statuses), key=statuses.index)  # each status once
+        assert [e.type for e in events].count("completed") == 1
+        assert isinstance(events[-1], CompletedEvent) and events[-1].output is not None
+        assert routes(server, "events") == 2
 
 
 def test_without_ids_nothing_terminal_is_lost_and_nothing_goes_backwards(
