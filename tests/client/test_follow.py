@@ -113,7 +113,7 @@ def test_cancel_on_timeout_stops_the_remote_task(
 
 def test_events_iterator_ends_with_the_terminal_event(make_client: ClientFactory) -> None:
     # Slow enough to see every stage.
-    with CyberunEmulator(time_scale=0.1, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.1) as server:
         client = make_client(server)
         images = client.upload_file(io.BytesIO(b"zip"))
         events = list(client.run("gaussian-splat", {"images": images}).events())
@@ -141,7 +141,7 @@ def test_poll_mode_emits_status_changes_and_the_same_terminal_event(
 
 
 def test_polling_respects_the_interval() -> None:
-    with CyberunEmulator(time_scale=0.05, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.05) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, poll_interval=0.2)
         task = client.run("text-to-image", {"prompt": "x", "steps": 5})
         started = time.monotonic()
@@ -209,7 +209,7 @@ def test_without_ids_nothing_terminal_is_lost_and_nothing_goes_backwards(
 
 def test_a_stalled_stream_is_reconnected(make_client: ClientFactory) -> None:
     # Slow enough that the task is still running when the stall is noticed.
-    with CyberunEmulator(time_scale=0.2, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.2) as server:
         client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
         task = client.run("text-to-image", {"prompt": "x", "steps": 10})
         server.inject("stall", route="events", task_id=task.id, seconds=2.0, after_events=2)
@@ -234,7 +234,7 @@ def test_a_task_that_ends_during_a_stall_is_found_by_the_check(
 def test_with_ids_a_task_that_ended_while_disconnected_is_replayed_in_full(
     make_client: ClientFactory,
 ) -> None:
-    with CyberunEmulator(clock=ManualClock(), sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(clock=ManualClock(), sse_ids=True) as server:
         client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
         task = client.run("text-to-image", {"prompt": "x", "steps": 5})
         server.inject("stall", route="events", task_id=task.id, seconds=3.0, after_events=1)
@@ -346,7 +346,6 @@ def test_server_retry_hint_is_honoured() -> None:
     with CyberunEmulator(
         time_scale=0.02,
         sse_retry=300,
-        sse_ids=True,  # ids until issue 17
     ) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, reconnect_backoff=0.0)
         task = client.run("slow-render", {"steps": 10})
