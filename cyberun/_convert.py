@@ -406,6 +406,21 @@ def decode_event(
     Raises:
         DecodeError: a known event whose data is not the documented JSON.
     """
+    fast = _FAST_DECODERS.get(sse.event)
+    if fast is not None:
+        text = sse.data
+        try:
+            # json's own C scanner, without json.loads' two whitespace scans:
+            # a live stream's data is one compact object. Anything else
+            # (spaces around it, not JSON, not an object) takes the general
+            # path below, which says what is wrong.
+            payload, end = _scan_json(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end == len(text) and type(payload) is dict:
+            decoded = fast(payload, sse.id, stamps)
+            if decoded is not None:
+                return decoded
     cls = _EVENT_CLASSES.get(sse.event)
     if cls is None:
         data = _try_json_object(sse.data)
@@ -416,27 +431,13 @@ def decode_event(
             task_id=str(data.get("task_id", "")) if data else "",
             raw=MappingProxyType(data or {}),
         )
-    text = sse.data
-    try:
-        # json's own C scanner, without json.loads' two whitespace scans: a
-        # live stream's data is one compact object. Anything else (spaces
-        # around it, not JSON) goes through loads, which says what is wrong.
-        payload, end = _scan_json(text, 0)
-    except (StopIteration, ValueError, RecursionError):
-        end = -1
-    if end != len(text):
-        payload = loads(text, f"a {sse.event!r} event")
+    payload = loads(sse.data, f"a {sse.event!r} event")
     if not isinstance(payload, dict):
         raise DecodeError(
             f"a {sse.event!r} event's data is not a JSON object",
             what=cls.__name__,
             snippet=sse.data[:200],
         )
-    fast = _FAST_DECODERS.get(cls)
-    if fast is not None:
-        decoded = fast(payload, sse.id, stamps)
-        if decoded is not None:
-            return decoded
     if cls is FailedEvent and "error" not in payload and "task_error" in payload:
         payload = {**payload, "error": payload["task_error"]}
     event = structure(payload, cls)
@@ -452,6 +453,11 @@ def decode_event(
 # event they cannot vouch for (a wrong type anywhere) returns None and goes
 # through the converter, which raises the precise DecodeError.
 
+
+_NONE = type(None)
+_NUMBER = frozenset({float, int, _NONE})
+_INTEGER = frozenset({int, _NONE})
+_STRING = frozenset({str, _NONE})
 
 #: Timestamps a cache keeps at most before it starts again.
 _STAMPS = 64
@@ -485,12 +491,12 @@ def _fast_progress(
     message = get("message")
     if not (
         type(task_id) is str
-        and (progress is None or type(progress) in (float, int))
-        and (current is None or type(current) is int)
-        and (total is None or type(total) is int)
-        and (node is None or type(node) is str)
-        and (stage is None or type(stage) is str)
-        and (message is None or type(message) is str)
+        and type(progress) in _NUMBER
+        and type(current) in _INTEGER
+        and type(total) in _INTEGER
+        and type(node) in _STRING
+        and type(stage) in _STRING
+        and type(message) in _STRING
     ):
         return None
     return ProgressEvent(
@@ -498,7 +504,7 @@ def _fast_progress(
         event_id=event_id,
         timestamp=_event_time(get("timestamp"), stamps),
         raw=MappingProxyType(payload),
-        progress=None if progress is None else float(progress),
+        progress=float(progress) if type(progress) is int else progress,
         step_current=current,
         step_total=total,
         current_node=node,
@@ -527,10 +533,7 @@ def _fast_status(
 _Decoder = Callable[
     [Dict[str, Any], str, Optional[Dict[str, Optional[datetime]]]], Optional[TaskEvent]
 ]
-_FAST_DECODERS: Dict[Type[TaskEvent], _Decoder] = {
-    ProgressEvent: _fast_progress,
-    StatusEvent: _fast_status,
-}
+_FAST_DECODERS: Dict[str, _Decoder] = {"progress": _fast_progress, "status": _fast_status}
 
 
 def _try_json_object(text: str) -> Optional[Dict[str, Any]]:

@@ -4,18 +4,16 @@ The client picks what to call; strategies use the endpoint layer only and
 never a concrete transport.
 """
 
-from ._common import Control, DeadlineReached, Stopped
+from ._common import Control
 from .driver import drive, follow_events, settle
 from .follow import Follower, Outcome, StreamSettings
 from .results import Downloader, output_names, safe_file_name
 
 __all__ = [
     "Control",
-    "DeadlineReached",
     "Downloader",
     "Follower",
     "Outcome",
-    "Stopped",
     "StreamSettings",
     "drive",
     "follow_events",

@@ -7,28 +7,19 @@ import threading
 import time
 from typing import Callable, Optional, Set
 
-from ..errors import CyberunError
 from ..transports._base import CancelToken, Response
 
-__all__ = ["Control", "DeadlineReached", "Stopped"]
+__all__ = ["Control"]
 
 logger: logging.Logger = logging.getLogger("cyberun")
-
-
-class Stopped(CyberunError):
-    """Internal: following was stopped (a stop event, a closed stream or client)."""
-
-
-class DeadlineReached(CyberunError):
-    """Internal: the wait's deadline passed."""
 
 
 class Control:
     """The stop signals and deadline of one wait or event stream.
 
-    Thread-safe: `interrupt` may be called from any thread; it closes
-    the response being read (which unblocks the read) and makes the next
-    check raise `Stopped`.
+    Thread-safe: `interrupt` may be called from any thread; it cancels the
+    wait's requests, closes the response being read (which unblocks the
+    read) and makes `stopped` true.
 
     Args:
         timeout: seconds until the deadline (monotonic clock), or None.
@@ -62,24 +53,6 @@ class Control:
     def stopped(self) -> bool:
         """True once stopped by the user's event or an interrupt."""
         return self._interrupted.is_set() or (self.stop is not None and self.stop.is_set())
-
-    def check(self) -> None:
-        """Raise Stopped or DeadlineReached if following must end now."""
-        if self.stopped:
-            raise Stopped("stopped")
-        if self.deadline is not None and self.clock() >= self.deadline:
-            raise DeadlineReached("deadline reached")
-
-    def sleep(self, seconds: float) -> None:
-        """Wait, ending early (with an exception) on a stop or the deadline."""
-        self.check()
-        remaining = self.remaining()
-        if remaining is not None and seconds >= remaining:
-            self._wait(remaining)
-            self.check()
-            raise DeadlineReached("deadline reached")  # pragma: no cover - check() raised
-        self._wait(seconds)
-        self.check()
 
     def wait(self, seconds: float) -> None:
         """Wait up to ``seconds``, returning early once stopped (no exception)."""
