@@ -12,7 +12,6 @@ import copy as copy_module
 import io
 import ipaddress
 import logging
-import mimetypes
 import os
 import sys
 import threading
@@ -33,6 +32,7 @@ from typing import (
     Literal,
     Mapping,
     Optional,
+    Sequence,
     Tuple,
     Type,
     Union,
@@ -46,6 +46,7 @@ from ._pipeline import UUID
 from ._redact import redact_url
 from .api import Credentials, Endpoints
 from .errors import (
+    BadRequest,
     ConfigurationError,
     CyberunError,
     SubmissionUncertain,
@@ -67,8 +68,22 @@ from .models import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
+from ._record import RECORD_NAME, EventLog, build_record, write_record
+from ._uploads import (
+    DEFAULT_MAX_UPLOAD_SIZE,
+    UploadCache,
+    Uploaded,
+    Uploader,
+    cache_for,
+    file_problems,
+    is_local_file,
+    local_name_and_size,
+    reupload_stale,
+    upload_inputs,
+)
 from .retry import RetryPolicy
 from .strategies import Control, Downloader, Follower, StreamSettings, drive, follow_events, settle
+from .strategies._destination import check_destination
 from .strategies.batch import Batch, BatchEventCallback, Completion
 from .strategies.driver import cancel_quietly, random_source
 from .strategies.results import ProgressCallback
@@ -90,6 +105,8 @@ __all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "T
 logger: logging.Logger = logging.getLogger("cyberun")
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud"
+#: ``read_output``'s default limit.
+DEFAULT_MAX_READ = 100 * 1024 * 1024
 
 FollowMode = Literal["auto", "stream", "poll"]
 FollowMode.__doc__ = """How to follow a task.
@@ -218,9 +235,12 @@ class TaskHandle:
         id: the task's id.
     """
 
-    __slots__ = ("_client", "id")
+    __slots__ = ("_client", "_parameters", "_uploads", "id")
 
     def __init__(self, client: Client, task_id: str) -> None:
+        # What `run` sent for this task (for the run record).
+        self._uploads: Dict[str, Uploaded] = {}
+        self._parameters: Dict[str, Any] = {}
         self._client = client
         self.id: str = task_id
 
@@ -320,6 +340,13 @@ class Client:
             up to 30 s, back to the base after a connection that stayed up a
             minute; two connects are never less than twice this apart.
         allow_insecure_http: allow plain http to a host that is not loopback.
+        max_upload_size: the largest input file (bytes) ``validate`` lets
+            through before anything is sent; default 500 MB, the service's
+            documented limit. None: no local check.
+        upload_cache: reuse the file key of an input uploaded before (same
+            bytes, base URL and team) for up to 20 hours of the service's one
+            day: ``True`` keeps the cache in the platform's user cache folder,
+            a path keeps it there; default ``False`` (no files written).
 
     Raises:
         ConfigurationError: no key, a JWT without a team id, a bad base URL.
@@ -344,6 +371,8 @@ class Client:
         max_stream_failures: int = 3,
         reconnect_backoff: float = 0.5,
         allow_insecure_http: bool = False,
+        max_upload_size: Optional[int] = DEFAULT_MAX_UPLOAD_SIZE,
+        upload_cache: Union[bool, str, os.PathLike[str]] = False,
     ) -> None:
         token = api_key if api_key is not None else os.environ.get("CYBERUN_API_KEY", "")
         if not token or not token.strip():
@@ -382,6 +411,8 @@ class Client:
             liveness_interval=liveness_interval,
             max_stream_failures=max_stream_failures,
             reconnect_backoff=reconnect_backoff,
+            max_upload_size=max_upload_size,
+            upload_cache=cache_for(upload_cache, _cache_scope(self.base_url, credentials)),
         )
 
     def _configure(
@@ -394,12 +425,18 @@ class Client:
         liveness_interval: float,
         max_stream_failures: int,
         reconnect_backoff: float,
+        max_upload_size: Optional[int],
+        upload_cache: Optional[UploadCache],
     ) -> None:
         """Set all but the base URL and the transport (for ``__init__`` and ``with_options``)."""
         _check_number("poll_interval", poll_interval, minimum=0, inclusive=False)
         _check_number("liveness_interval", liveness_interval, minimum=0, inclusive=False)
         _check_number("max_stream_failures", max_stream_failures, minimum=1, integer=True)
         _check_number("reconnect_backoff", reconnect_backoff, minimum=0)
+        if max_upload_size is not None:
+            _check_number("max_upload_size", max_upload_size, minimum=0, integer=True)
+        self.max_upload_size: Optional[int] = max_upload_size
+        self._upload_cache = upload_cache
         self.timeout: Timeout = timeout
         self.retry: RetryPolicy = retry
         self.poll_interval: float = poll_interval
@@ -420,6 +457,7 @@ class Client:
                 else type(self._transport).__name__
             ),
         )
+        self._uploader = Uploader(self._api, cache=upload_cache)
         # Weak: an abandoned event stream releases its wait with it.
         self._controls: weakref.WeakSet[Control] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -446,8 +484,9 @@ class Client:
         connection pool). Closing the copy stops the copy's own waits and
         streams but never closes the shared transport; closing the original
         does. Every keyword of [`Client`][cyberun.Client] is accepted except
-        ``api_key``, ``team_id``, ``base_url`` and ``transport``; one left out
-        keeps this client's value.
+        ``api_key``, ``team_id``, ``base_url``, ``transport``,
+        ``max_upload_size`` and ``upload_cache`` (kept as they are); one left
+        out keeps this client's value.
 
         ```python
         from cyberun import Client, RetryPolicy
@@ -491,6 +530,8 @@ class Client:
                 if isinstance(reconnect_backoff, DefaultType)
                 else reconnect_backoff
             ),
+            max_upload_size=self.max_upload_size,
+            upload_cache=self._upload_cache,
         )
         return copy
 
@@ -594,19 +635,20 @@ class Client:
             body.update(extra_body)
         if validate:
             self._validate(workflow, params)
-        for key, value in list(params.items()):
-            if _is_file(value):
-                params[key] = self.upload_file(
-                    value,
-                    on_progress=(
-                        None
-                        if on_upload_progress is None
-                        else lambda sent, total, key=key: on_upload_progress(key, sent, total)  # type: ignore[misc]
-                    ),
-                )
-        task_id = self._api.run_workflow(workflow, body)
+        uploads = upload_inputs(self._uploader, params, on_upload_progress)
+        try:
+            task_id = self._api.run_workflow(workflow, body)
+        except BadRequest as exc:
+            # A 400 proves no task started: an input the cache reused that the
+            # service no longer has is uploaded again, and the run sent once more.
+            if not reupload_stale(self._uploader, parameters or {}, params, uploads, exc):
+                raise
+            task_id = self._api.run_workflow(workflow, body)
         logger.info("started task %s (%s)", task_id, workflow)
-        return TaskHandle(self, task_id)
+        handle = TaskHandle(self, task_id)
+        handle._uploads = uploads
+        handle._parameters = {k: v for k, v in params.items() if k not in uploads}
+        return handle
 
     def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
         """Check parameters against the workflow's definitions (fetched once per client)."""
@@ -620,10 +662,14 @@ class Client:
             ) from exc
         # A local file for a file parameter is checked as the file key it becomes.
         checked = {
-            key: (_file_name(value) if _is_file(value) else value)
+            key: (local_name_and_size(value)[0] if is_local_file(value) else value)
             for key, value in parameters.items()
         }
-        raise_for_parameters(definition, checked)
+        raise_for_parameters(
+            definition,
+            checked,
+            extra=file_problems(definition, parameters, max_upload_size=self.max_upload_size),
+        )
 
     def _workflow_definition(self, workflow: str) -> Workflow:
         """The workflow as ``get_workflow`` returns it, fetched once per client."""
@@ -644,27 +690,14 @@ class Client:
     ) -> str:
         """Upload an input file; return the file key to pass as a ``file`` parameter.
 
-        The file is streamed, never read whole into memory.
+        The file is streamed, never read whole into memory. A folder is
+        packed into a zip first (sorted, relative paths, symlinks skipped).
+        A PUT that fails starts again from a fresh presigned URL; with
+        ``upload_cache``, bytes uploaded before reuse their file key.
         """
-        opened: Optional[IO[bytes]] = None
-        try:
-            if isinstance(file, (str, os.PathLike)):
-                path = Path(file)
-                opened = path.open("rb")
-                stream: IO[bytes] = opened
-                name = path.name
-                size = path.stat().st_size
-            else:
-                stream = file
-                name = os.path.basename(str(getattr(file, "name", "") or "upload.bin"))
-                size = _remaining_size(stream)
-            kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-            target = self._api.presign_upload(name, size, kind)
-            self._api.upload(target, stream, size=size, on_progress=on_progress)
-            return target.file_key
-        finally:
-            if opened is not None:
-                opened.close()
+        return self._uploader.upload(
+            file, content_type=content_type, on_progress=on_progress
+        ).file_key
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle to an existing task (no request is made)."""
@@ -872,14 +905,19 @@ class Client:
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
+        reserve: Sequence[str] = (),
+        max_concurrency: int = 4,
     ) -> List[Path]:
         """Download every output file of a completed task into ``dest_dir``.
 
         Files are named after their output key (``9.images.0.png``) or the
-        URL's file name, made safe for any file system. Each is written to a
-        temporary file and renamed into place when complete; a failed or
-        interrupted download leaves nothing behind. Expired links are
-        refreshed once.
+        URL's file name, made safe and unique for any file system (the rule
+        is in the results guide). Each is written to a temporary file and
+        renamed into place when complete; a failed or interrupted download
+        leaves nothing behind, and stale temporary files of an earlier
+        download that was killed are removed. Expired links are refreshed
+        once. A symlink at a target name is replaced (never written through),
+        and only with ``overwrite``.
 
         Args:
             task_or_result: a task id, a handle, or a result already fetched.
@@ -887,17 +925,35 @@ class Client:
             overwrite: replace existing files (otherwise a clash is an error
                 before anything is downloaded).
             on_progress: called as ``(file_name, bytes_done, bytes_total_or_None)``.
+            reserve: names no output may take (and that may not exist yet
+                without ``overwrite``): ``["cyberun-task.json"]`` before
+                writing a run record with
+                [`write_run_record`][cyberun.Client.write_run_record].
+            max_concurrency: files fetched at a time when there are several,
+                each on a thread and connection of its own (``on_progress``
+                is then called from those threads); 1 fetches them one after
+                another on the calling thread. A failure stops the others and
+                leaves only complete files.
 
         Returns:
             The paths written, in the result's order.
 
         Raises:
-            DownloadError: a file could not be fetched or written.
+            TaskFailed: the task failed (the message is the server's).
+            TaskCancelled: the task was cancelled.
+            DownloadError: the task has not completed yet (the message names
+                its status), or a file could not be fetched or written.
         """
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
         return downloader.download_all(
-            result, dest_dir, overwrite=overwrite, on_progress=on_progress
+            result,
+            dest_dir,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            reserved=reserve,
+            max_concurrency=max_concurrency,
         )
 
     def download_output(
@@ -919,6 +975,64 @@ class Client:
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
         return downloader.download_into(result, key, file, on_progress=on_progress)
+
+    def read_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: Optional[str] = None,
+        *,
+        max_bytes: Optional[int] = DEFAULT_MAX_READ,
+    ) -> bytes:
+        """One output's bytes, in memory.
+
+        The same rules as [`download`][cyberun.Client.download]: only a
+        completed task, expired links refreshed, resumes that never splice
+        two objects.
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: the output's key in ``download_urls`` (``""`` for
+                ``download_url``); None means the only output.
+            max_bytes: refuse a larger output (default 100 MiB; None: no
+                limit). Stream big ones with [`open_output`][cyberun.Client.open_output].
+
+        Raises:
+            DownloadError: no such output, several outputs and no ``key``
+                (the message lists them), larger than ``max_bytes``, or
+                the transfer failed.
+            TaskFailed: the task failed (and ``TaskCancelled``).
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.read(result, key, max_bytes=max_bytes)
+
+    def open_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: Optional[str] = None,
+    ) -> io.BufferedReader:
+        """One output as a readable binary stream; close it (or use ``with``) when done.
+
+        ```python
+        import cyberun
+
+        with cyberun.Client() as client:
+            task = client.run("text-to-image", {"prompt": "a fox"})
+            with client.open_output(task.wait()) as stream:
+                assert stream.read(8)[1:4] == b"PNG"
+        ```
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: as for [`read_output`][cyberun.Client.read_output].
+
+        Raises:
+            DownloadError: as for [`read_output`][cyberun.Client.read_output]
+                (transfer errors while reading, too).
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.open_stream(result, key)
 
     def _result_of(self, value: Union[str, TaskHandle, TaskResult]) -> Tuple[TaskResult, str]:
         if isinstance(value, TaskResult):
@@ -945,6 +1059,7 @@ class Client:
         stop: Optional[threading.Event] = None,
         download_to: Union[str, os.PathLike[str], None] = None,
         overwrite: bool = False,
+        run_record: bool = True,
     ) -> RunOutcome:
         """Run a workflow, follow it to the end, and optionally download its files.
 
@@ -967,8 +1082,16 @@ class Client:
             mode: as for [`wait`][cyberun.Client.wait].
             cancel_on_timeout: as for [`wait`][cyberun.Client.wait].
             stop: as for [`wait`][cyberun.Client.wait].
-            download_to: a folder to download the result's files into.
-            overwrite: replace existing files there.
+            download_to: a folder to download the result's files into. It is
+                checked before the task is started: it must be a writable
+                folder (or not exist yet) and, without ``overwrite``, hold no
+                files yet.
+            overwrite: download into a folder that holds files, replacing
+                those with the same names.
+            run_record: with ``download_to``, also write ``cyberun-task.json``
+                there: the workflow, parameters (inputs as name, size and
+                SHA-256), task id, GPU, agent, times, output files and the
+                stage/message lines seen (see the results guide).
 
         Returns:
             The task, its result and the files downloaded.
@@ -977,9 +1100,13 @@ class Client:
             ParameterError: as [`run`][cyberun.Client.run] raises it.
             TaskFailed: as [`wait`][cyberun.Client.wait] raises it (and
                 ``TaskCancelled``, ``WaitTimeout``, ``WaitStopped``).
-            DownloadError: a file could not be fetched or written.
+            DownloadError: ``download_to`` cannot take the files (raised
+                before anything is started), or a file could not be fetched
+                or written.
         """
         _check_mode(mode)
+        if download_to is not None:  # before a billed task starts, not after it ran
+            check_destination(download_to, overwrite=overwrite)
         task = self.run(
             workflow,
             parameters,
@@ -991,17 +1118,72 @@ class Client:
             on_upload_progress=on_upload_progress,
             extra_body=extra_body,
         )
+        log = EventLog()
         result = task.wait(
             timeout=timeout,
-            on_event=on_event,
+            on_event=log if on_event is None else _both(log, on_event),
             mode=mode,
             cancel_on_timeout=cancel_on_timeout,
             stop=stop,
         )
-        files = (
-            [] if download_to is None else self.download(result, download_to, overwrite=overwrite)
+        if download_to is None:
+            return RunOutcome(task=task, result=result, files=[])
+        downloader = Downloader(self._api, lambda: self.get_result(task.id), timeout=self.timeout)
+        named = downloader.download_named(
+            result,
+            download_to,
+            overwrite=overwrite,
+            reserved=[RECORD_NAME] if run_record else (),
+            max_concurrency=4,
         )
-        return RunOutcome(task=task, result=result, files=files)
+        if run_record:
+            self.write_run_record(task, download_to, named, log.lines, workflow=workflow)
+        return RunOutcome(task=task, result=result, files=[path for _, path in named])
+
+    def write_run_record(
+        self,
+        task: TaskHandle,
+        folder: Union[str, os.PathLike[str]],
+        outputs: Sequence[Tuple[str, Path]],
+        log: Sequence[Mapping[str, Any]] = (),
+        *,
+        workflow: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+    ) -> Path:
+        """Write ``cyberun-task.json`` for a finished task into ``folder``; return its path.
+
+        [`run_and_wait`][cyberun.Client.run_and_wait] and the CLI's
+        ``--download`` call this; call it yourself after your own downloads.
+
+        Args:
+            task: the task (a handle from ``run`` knows its uploaded inputs).
+            folder: where the outputs are.
+            outputs: ``(output key, path)`` of each file.
+            log: the stage/message lines seen (an ``EventLog``'s ``lines``).
+            workflow: the workflow string given to ``run`` (its definition,
+                if fetched for validation, gives ``slug@version``).
+            parameters: the run parameters, when known.
+        """
+        details = self.get_task(task.id)
+        definition = self._definitions.get(workflow or "")
+        if definition is None and details.workflow_id:
+            try:
+                definition = self.get_workflow(details.workflow_id)
+            except CyberunError:  # the record is a courtesy; it never fails a run
+                logger.info("could not fetch workflow %s for the run record", details.workflow_id)
+        uploads = getattr(task, "_uploads", {})
+        sent = dict(parameters if parameters is not None else getattr(task, "_parameters", {}))
+        for key, done in uploads.items():
+            sent[key] = done.file_key
+        record = build_record(
+            details,
+            workflow=definition,
+            parameters=sent,
+            inputs={key: done.record() for key, done in uploads.items()},
+            outputs=outputs,
+            log=log,
+        )
+        return write_record(Path(folder), record)
 
     def as_completed(
         self,
@@ -1223,10 +1405,6 @@ def _with_message(error: CyberunError, message: str) -> CyberunError:
     return copy
 
 
-def _file_name(value: Any) -> str:
-    """The base name of a path or of a file object's ``name``; ``upload.bin`` without one."""
-    name = os.fspath(value) if isinstance(value, os.PathLike) else getattr(value, "name", "")
-    return os.path.basename(str(name)) if name else "upload.bin"
 
 
 def _aware(moment: datetime) -> datetime:
@@ -1272,25 +1450,25 @@ def _check_mode(mode: object) -> None:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
-def _is_file(value: Any) -> bool:
-    if isinstance(value, os.PathLike):
-        return True
-    return callable(getattr(value, "read", None)) and not isinstance(value, (str, bytes))
+def _both(
+    first: Callable[[TaskEvent], None], second: Callable[[TaskEvent], None]
+) -> Callable[[TaskEvent], None]:
+    def call(event: TaskEvent) -> None:
+        first(event)
+        second(event)
+
+    return call
 
 
-def _remaining_size(stream: IO[bytes]) -> int:
-    if isinstance(stream, io.BytesIO):
-        return len(stream.getbuffer()) - stream.tell()
-    try:
-        return os.fstat(stream.fileno()).st_size - stream.tell()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        pass
-    try:
-        position = stream.tell()
-        end = stream.seek(0, os.SEEK_END)
-        stream.seek(position)
-        return end - position
-    except (AttributeError, OSError, io.UnsupportedOperation) as exc:
-        raise ConfigurationError(
-            "cannot tell the size of this file object; pass a path, or a seekable file"
-        ) from exc
+def _cache_scope(base_url: str, credentials: Credentials) -> str:
+    """What upload cache entries are keyed by besides the bytes: the host and the team.
+
+    A key whose team the server derives (``sk-``, ``dk-``) is identified by a
+    hash of it; the cache never holds the key itself.
+    """
+    import hashlib
+
+    team = credentials.team_id
+    if team is None or credentials.kind in ("integration", "device"):
+        team = "key:" + hashlib.sha256(credentials.secrets()[0].encode()).hexdigest()[:32]
+    return f"{base_url}\n{team}"

@@ -80,7 +80,7 @@ def test_no_secret_leaks_anywhere(tmp_path: Path) -> None:
                 retry=cyberun.RetryPolicy(backoff=0.0),
             )
             seen += everything(client) + everything(client.api) + everything(transport)
-            photo = tmp_path / "in.png"
+            photo = tmp_path / "in.zip"
             photo.write_bytes(b"\x89PNG fake")
             task = client.run("gaussian-splat", {"images": photo})
             server.inject("drop", route="events", task_id=task.id, after_bytes=150)
