@@ -1405,8 +1405,6 @@ def _with_message(error: CyberunError, message: str) -> CyberunError:
     return copy
 
 
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
