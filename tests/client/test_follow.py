@@ -208,8 +208,9 @@ def test_without_ids_nothing_terminal_is_lost_and_nothing_goes_backwards(
 
 
 def test_a_stalled_stream_is_reconnected(make_client: ClientFactory) -> None:
-    # Slow enough that the task is still running when the stall is noticed.
-    with CyberunEmulator(time_scale=0.2) as server:
+    # Slow enough that the task is still running when the stall is noticed;
+    # with ids, so that no tick is lost whatever the timing under load.
+    with CyberunEmulator(time_scale=0.2, sse_ids=True) as server:
         client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
         task = client.run("text-to-image", {"prompt": "x", "steps": 10})
         server.inject("stall", route="events", task_id=task.id, seconds=2.0, after_events=2)
