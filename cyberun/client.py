@@ -2,7 +2,8 @@
 
 A [`Client`][cyberun.Client] is safe to share between threads: it keeps no state per
 request, its transport is thread-safe, and each wait or event stream has
-its own [`Control`][cyberun.strategies.Control].
+its own follower and stop signals. Following itself lives in
+``cyberun.strategies`` (the sans-I/O follower and its driver).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import io
 import ipaddress
 import logging
 import os
-import queue
 import sys
 import threading
+import time
+import weakref
 from datetime import datetime, timedelta, timezone
 from importlib.util import find_spec
 from pathlib import Path
@@ -31,7 +33,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Set,
     Tuple,
     Type,
     Union,
@@ -48,19 +49,11 @@ from .errors import (
     BadRequest,
     ConfigurationError,
     CyberunError,
-    DecodeError,
     SubmissionUncertain,
-    TaskCancelled,
-    TaskFailed,
-    TransportError,
     WaitStopped,
-    WaitTimeout,
 )
 from .models import (
-    CancelledEvent,
-    CompletedEvent,
     DispatchTarget,
-    FailedEvent,
     OpenEnum,
     TargetPool,
     Task,
@@ -89,17 +82,10 @@ from ._uploads import (
     upload_inputs,
 )
 from .retry import RetryPolicy
-from .strategies import (
-    Control,
-    DeadlineReached,
-    Downloader,
-    Progression,
-    Stopped,
-    StreamSettings,
-    follow_polling,
-    follow_stream,
-)
+from .strategies import Control, Downloader, Follower, StreamSettings, drive, follow_events, settle
 from .strategies._destination import check_destination
+from .strategies.batch import Batch, BatchEventCallback, Completion
+from .strategies.driver import cancel_quietly, random_source
 from .strategies.results import ProgressCallback
 from .transports import (
     DEFAULT,
@@ -205,34 +191,6 @@ class RunOutcome:
     files: List[Path] = attrs.Factory(list)
 
 
-@attrs.frozen
-class Completion:
-    """One finished task from [`Client.as_completed`][cyberun.Client.as_completed].
-
-    Attributes:
-        task_id: the task's id.
-        result: the result when it completed, else None.
-        error: why there is no result (``TaskFailed``, ``TaskCancelled``,
-            ``WaitTimeout`` or another [`CyberunError`][cyberun.CyberunError]), else None.
-    """
-
-    task_id: str
-    result: Optional[TaskResult] = None
-    error: Optional[Exception] = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the task completed."""
-        return self.error is None
-
-    def get(self) -> TaskResult:
-        """The result, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
 class EventStream(Iterator[TaskEvent]):
     """The iterator [`Client.events`][cyberun.Client.events] returns.
 
@@ -254,10 +212,7 @@ class EventStream(Iterator[TaskEvent]):
     def __next__(self) -> TaskEvent:
         try:
             return next(self._events)
-        except Stopped:
-            self._on_close()
-            raise StopIteration from None
-        except StopIteration:
+        except BaseException:
             self._on_close()
             raise
 
@@ -378,9 +333,12 @@ class Client:
         poll_interval: seconds between polls when polling (jittered).
         liveness_interval: seconds without a real event after which a stream
             of keep-alives is checked with one GET of the task.
-        max_stream_failures: failed stream connects in a row before polling.
+        max_stream_failures: stream connects in a row that bring no event
+            before polling instead.
         reconnect_backoff: base delay (seconds) before reconnecting a broken
-            stream; doubles per failure in a row, with jitter, up to 10 s.
+            stream; full jitter, doubling per short-lived connection in a row
+            up to 30 s, back to the base after a connection that stayed up a
+            minute; two connects are never less than twice this apart.
         allow_insecure_http: allow plain http to a host that is not loopback.
         max_upload_size: the largest input file (bytes) ``validate`` lets
             through before anything is sent; default 500 MB, the service's
@@ -500,7 +458,8 @@ class Client:
             ),
         )
         self._uploader = Uploader(self._api, cache=upload_cache)
-        self._controls: Set[Control] = set()
+        # Weak: an abandoned event stream releases its wait with it.
+        self._controls: weakref.WeakSet[Control] = weakref.WeakSet()
         self._lock = threading.Lock()
         # Parameter definitions fetched for validation, by the workflow string
         # given to run (one GET per workflow per client).
@@ -842,14 +801,15 @@ class Client:
         """
         _check_mode(mode)
         control = self._control(timeout, stop)
-
-        def generate() -> Iterator[TaskEvent]:
-            try:
-                yield from self._follow(task_id, control, mode)
-            except DeadlineReached:
-                raise WaitTimeout(_timeout_message(task_id, timeout), task_id=task_id) from None
-
-        return EventStream(generate(), control, lambda: self._release(control))
+        follower = self._follower(task_id, control, mode, fetch_result=False)
+        events = follow_events(
+            follower,
+            self._api_for(control),
+            control,
+            timeout=self.timeout,
+            wait_timeout=timeout,
+        )
+        return EventStream(events, control, lambda: self._release(control))
 
     def wait(
         self,
@@ -865,17 +825,21 @@ class Client:
 
         Args:
             task_id: the task.
-            timeout: the most seconds to wait (wall clock, sleeping and
-                reconnecting included); None waits as long as it takes.
+            timeout: the most seconds to wait (wall clock, sleeping,
+                reconnecting and fetching the result included); the call
+                returns or raises within about half a second of it, whatever
+                the server does. None waits as long as it takes.
             on_event: called with every event as it arrives.
             mode: ``"auto"``, ``"stream"`` or ``"poll"`` (see [`events`][cyberun.Client.events]).
             cancel_on_timeout: cancel the task on the server when the
-                deadline passes, so it stops costing GPU time.
+                deadline passes, so it stops costing GPU time. A cancel that
+                fails is attached to the ``WaitTimeout`` as ``cancel_error``.
             stop: set this event (from any thread) to stop waiting.
 
         Raises:
             TaskFailed: the task failed; ``error`` holds the server's message.
             TaskCancelled: the task was cancelled.
+            UnknownTaskStatus: the task ended in a status this SDK does not know.
             WaitTimeout: the deadline passed; the task still runs on the
                 server unless ``cancel_on_timeout``.
             WaitStopped: the stop event was set or the client closed.
@@ -883,79 +847,37 @@ class Client:
         _check_mode(mode)
         control = self._control(timeout, stop)
         try:
-            return self._wait(task_id, control, on_event, mode, cancel_on_timeout, timeout)
-        finally:
-            self._release(control)
-
-    def _wait(
-        self,
-        task_id: str,
-        control: Control,
-        on_event: Optional[Callable[[TaskEvent], None]],
-        mode: str,
-        cancel_on_timeout: bool,
-        timeout: Optional[float],
-    ) -> TaskResult:
-        try:
-            for event in self._follow(task_id, control, mode):
+            follower = self._follower(task_id, control, mode, fetch_result=True)
+            for event in drive(follower, self._api_for(control), control, timeout=self.timeout):
                 if on_event is not None:
                     on_event(event)
-                if isinstance(event, CompletedEvent):
-                    try:
-                        return self._api_for(control).get_result(task_id)
-                    except TransportError:
-                        control.check()  # ended by the wait's stop or deadline: say so
-                        raise
-                if isinstance(event, FailedEvent):
-                    message = event.error or "no error message"
-                    raise TaskFailed(
-                        f"task {task_id} failed: {message}", task_id=task_id, error=event.error
-                    )
-                if isinstance(event, CancelledEvent):
-                    raise TaskCancelled(f"task {task_id} was cancelled", task_id=task_id)
-            raise DecodeError(
-                f"following task {task_id} ended without a terminal event"
-            )  # pragma: no cover
-        except DeadlineReached:
-            if cancel_on_timeout:
-                self.cancel(task_id)
-                raise WaitTimeout(
-                    f"task {task_id} did not finish within {timeout}s; it was cancelled",
-                    task_id=task_id,
-                ) from None
-            raise WaitTimeout(_timeout_message(task_id, timeout), task_id=task_id) from None
-        except Stopped:
-            raise WaitStopped(
-                f"stopped waiting for task {task_id}; it keeps running on the server",
-                task_id=task_id,
-            ) from None
+        finally:
+            self._release(control)
+        outcome = follower.outcome
+        assert outcome is not None
+        cancel_error = None
+        if outcome.kind == "timeout" and cancel_on_timeout:
+            cancel_error = cancel_quietly(self._api, task_id)
+        return settle(
+            outcome,
+            task_id,
+            timeout,
+            cancel_requested=cancel_on_timeout,
+            cancel_error=cancel_error,
+        )
 
-    def _follow(self, task_id: str, control: Control, mode: str) -> Iterator[TaskEvent]:
-        api = self._api_for(control)
-        progression = Progression()
-
-        def poll() -> Iterator[TaskEvent]:
-            return follow_polling(
-                api,
-                task_id,
-                control=control,
-                progression=progression,
-                poll_interval=self.poll_interval,
-            )
-
-        if mode == "poll":
-            return _ended_by(control, poll())
-        return _ended_by(
-            control,
-            follow_stream(
-                api,
-                task_id,
-                control=control,
-                progression=progression,
-                settings=self.stream_settings,
-                timeout=self.timeout,
-                poll=poll,
-            ),
+    def _follower(
+        self, task_id: str, control: Control, mode: str, *, fetch_result: bool
+    ) -> Follower:
+        return Follower(
+            task_id,
+            now=time.monotonic(),
+            deadline=control.deadline,
+            poll=mode == "poll",
+            fetch_result=fetch_result,
+            settings=self.stream_settings,
+            poll_interval=self.poll_interval,
+            random=random_source(),
         )
 
     def _control(self, timeout: Optional[float], stop: Optional[threading.Event]) -> Control:
@@ -1270,14 +1192,18 @@ class Client:
         max_streams: int = 8,
         timeout: Optional[float] = None,
         mode: FollowMode = "auto",
+        on_event: Optional[BatchEventCallback] = None,
+        cancel_on_timeout: bool = False,
     ) -> Iterator[Completion]:
         """Follow many tasks at once; yield a [`Completion`][cyberun.Completion] as each ends.
 
         At most ``max_streams`` tasks are streamed at a time, from that many
         threads; the others are polled by one more thread, so hundreds of
         tasks never mean hundreds of connections. A task that ends while
-        polled is reported without ever being streamed. Stopping the
-        iteration early stops every thread.
+        polled is reported without ever being streamed; an error on a poll
+        is retried like any GET and never ends a task early. Every task is
+        reported once, with its real outcome. Stopping the iteration early
+        (or dropping the iterator) stops every thread.
 
         Args:
             task_ids: task ids (or handles).
@@ -1285,9 +1211,28 @@ class Client:
             timeout: after this many seconds, every unfinished task is
                 reported with a [`WaitTimeout`][cyberun.WaitTimeout] error.
             mode: ``"auto"`` or ``"poll"`` for the streamed tasks.
+            on_event: called as ``on_event(task_id, event)`` with every event
+                of every task, from the thread following that task.
+            cancel_on_timeout: cancel the unfinished tasks when the deadline
+                passes (a failed cancel is the ``WaitTimeout``'s ``cancel_error``).
         """
+        _check_mode(mode)
         ids = list(dict.fromkeys(t.id if isinstance(t, TaskHandle) else t for t in task_ids))
-        return _Batch(self, ids, max_streams=max_streams, timeout=timeout, mode=mode).run()
+        control = self._control(timeout, None)
+        batch = Batch(
+            self._api,
+            ids,
+            control=control,
+            timeout=timeout,
+            max_streams=max_streams,
+            poll=mode == "poll",
+            settings=self.stream_settings,
+            poll_interval=self.poll_interval,
+            request_timeout=self.timeout,
+            on_event=on_event,
+            cancel_on_timeout=cancel_on_timeout,
+        )
+        return batch.run()
 
     # -- webhooks (management API: a JWT with team id, or a dk- key) -----------------------------
 
@@ -1460,20 +1405,6 @@ def _with_message(error: CyberunError, message: str) -> CyberunError:
     return copy
 
 
-def _ended_by(control: Control, events: Iterator[TaskEvent]) -> Iterator[TaskEvent]:
-    """``events``, where a request ended by the wait's stop or deadline says so.
-
-    The endpoint layer carries the wait's cancel token and deadline, so an
-    interrupt or the deadline ends a request in flight with a transport
-    error; following reports it as ``Stopped`` / ``DeadlineReached``.
-    """
-    try:
-        yield from events
-    except TransportError:
-        control.check()
-        raise
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
@@ -1517,13 +1448,6 @@ def _check_mode(mode: object) -> None:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
-def _timeout_message(task_id: str, timeout: Optional[float]) -> str:
-    return (
-        f"task {task_id} did not finish within {timeout}s; it is still running on the server "
-        "(wait on it again, or cancel it)"
-    )
-
-
 def _both(
     first: Callable[[TaskEvent], None], second: Callable[[TaskEvent], None]
 ) -> Callable[[TaskEvent], None]:
@@ -1546,156 +1470,3 @@ def _cache_scope(base_url: str, credentials: Credentials) -> str:
     if team is None or credentials.kind in ("integration", "device"):
         team = "key:" + hashlib.sha256(credentials.secrets()[0].encode()).hexdigest()[:32]
     return f"{base_url}\n{team}"
-
-
-class _Batch:
-    """The machinery behind Client.as_completed: stream workers plus one poller."""
-
-    def __init__(
-        self,
-        client: Client,
-        ids: List[str],
-        *,
-        max_streams: int,
-        timeout: Optional[float],
-        mode: str,
-    ) -> None:
-        self.client = client
-        self.ids = ids
-        self.max_streams = max(0, max_streams)
-        self.timeout = timeout
-        self.mode = mode
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.waiting = list(ids)  # not yet streamed: polled meanwhile
-        self.reported: Set[str] = set()
-        self.results: queue.Queue[Completion] = queue.Queue()
-        self.deadline = Control(timeout, self.stop)
-        self.threads: List[threading.Thread] = []
-        self.controls: Set[Control] = set()
-
-    def run(self) -> Iterator[Completion]:
-        streams = min(self.max_streams, len(self.ids)) if self.mode != "poll" else 0
-        for n in range(streams):
-            self._start(self._stream_worker, f"cyberun-stream-{n}")
-        self._start(self._poller, "cyberun-poller")
-        try:
-            delivered = 0
-            while delivered < len(self.ids):
-                try:
-                    completion = self.results.get(timeout=self.deadline.remaining())
-                except queue.Empty:
-                    break  # the deadline passed
-                delivered += 1
-                yield completion
-            self._stop_workers()
-            for task_id in self.ids:
-                timeout = WaitTimeout(_timeout_message(task_id, self.timeout), task_id=task_id)
-                self._report(task_id, error=timeout)
-            while delivered < len(self.ids):
-                delivered += 1
-                yield self.results.get_nowait()
-        finally:
-            self._stop_workers()
-            for thread in self.threads:
-                thread.join(10)
-
-    def _start(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _stop_workers(self) -> None:
-        self.stop.set()
-        self.deadline.interrupt()
-        with self.lock:
-            controls = list(self.controls)
-        for control in controls:
-            control.interrupt()  # unblock streams waiting for data
-
-    def _report(
-        self, task_id: str, result: Optional[TaskResult] = None, error: Optional[Exception] = None
-    ) -> None:
-        # Claiming and queueing are one step: a completion is never claimed
-        # without being queued, nor queued twice.
-        with self.lock:
-            if task_id in self.reported:
-                return
-            self.reported.add(task_id)
-            if task_id in self.waiting:
-                self.waiting.remove(task_id)
-            self.results.put(Completion(task_id, result, error))
-
-    def _stream_worker(self) -> None:
-        while not self.stop.is_set():
-            with self.lock:
-                if not self.waiting:
-                    return
-                task_id = self.waiting.pop(0)
-            try:
-                control = self.client._control(self.deadline.remaining(), self.stop)
-            except WaitStopped:
-                return
-            with self.lock:
-                self.controls.add(control)
-            try:
-                result = self.client._wait(task_id, control, None, self.mode, False, self.timeout)
-            except (WaitStopped, WaitTimeout):
-                return  # the consumer reports every unfinished task as timed out
-            except Exception as exc:  # a bug must not leave the consumer waiting forever
-                self._report(task_id, error=exc)
-                continue
-            finally:
-                self.client._release(control)
-                with self.lock:
-                    self.controls.discard(control)
-            self._report(task_id, result=result)
-
-    def _poller(self) -> None:
-        api = self.client._api.scoped(deadline=self.deadline.deadline, cancel=self.deadline.token)
-        try:
-            while not self.stop.is_set():
-                with self.lock:
-                    batch = [t for t in self.waiting if t not in self.reported]
-                    if not batch and len(self.reported) == len(self.ids):
-                        return
-                for task_id in batch:
-                    self.deadline.check()
-                    try:
-                        task = api.get_task(task_id)
-                    except (Stopped, DeadlineReached):
-                        raise
-                    except Exception as exc:
-                        self.deadline.check()  # a stop or the deadline ended the request
-                        self._report(task_id, error=exc)
-                        continue
-                    self._poll_outcome(api, task_id, task)
-                self.deadline.sleep(self.client.poll_interval)
-        except (Stopped, DeadlineReached):
-            return
-
-    def _poll_outcome(self, api: Endpoints, task_id: str, task: Task) -> None:
-        status = task.task_status
-        if status is None or not status.is_terminal:
-            return
-        with self.lock:
-            if task_id not in self.waiting:
-                return  # a stream worker took it meanwhile
-            self.waiting.remove(task_id)
-        if status == "completed":
-            try:
-                self._report(task_id, result=api.get_result(task_id))
-            except Exception as exc:
-                self.deadline.check()  # a stop or the deadline ended the request
-                self._report(task_id, error=exc)
-        elif status == "failed":
-            message = f"task {task_id} failed: {task.task_error}"
-            self._report(
-                task_id,
-                error=TaskFailed(message, task_id=task_id, task=task, error=task.task_error),
-            )
-        else:
-            self._report(
-                task_id,
-                error=TaskCancelled(f"task {task_id} was cancelled", task_id=task_id, task=task),
-            )

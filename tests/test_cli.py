@@ -22,7 +22,7 @@ from cyberun.testing import CyberunEmulator
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(time_scale=0.01, sse_ids=True) as emulator:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.01) as emulator:
         yield emulator
 
 
