@@ -81,8 +81,11 @@ def test_existing_files_are_not_overwritten_unless_asked(
     assert (tmp_path / "output_00001_.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_an_expired_url_is_refreshed_once(sse_ids: bool) -> None:
-    with CyberunEmulator(clock=ManualClock(), url_ttl=60, sse_ids=sse_ids) as server:
+def test_an_expired_url_is_refreshed_once() -> None:
+    with CyberunEmulator(
+        clock=ManualClock(),
+        url_ttl=60,
+    ) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url)
         task = client.run("text-to-image", {"prompt": "x", "steps": 2})
         server.advance(10)

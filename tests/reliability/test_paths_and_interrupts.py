@@ -31,14 +31,11 @@ HOSTILE_KEYS = [
 ]
 
 
-def test_hostile_output_keys_are_written_safely_inside_the_destination(
-    tmp_path: Path, sse_ids: bool
-) -> None:
+def test_hostile_output_keys_are_written_safely_inside_the_destination(tmp_path: Path) -> None:
     dest = tmp_path / "inside" / "out"
     outside_before = sorted(p.name for p in tmp_path.iterdir())
     with CyberunEmulator(
         clock=ManualClock(),
-        sse_ids=sse_ids,
     ) as server, cyberun.Client(server.api_key, base_url=server.base_url) as client:
         server.add_workflow("hostile-names", output_keys=HOSTILE_KEYS, steps=1)
         task = client.run("hostile-names")
@@ -68,10 +65,8 @@ def api_connections(server: CyberunEmulator) -> int:
         return len(api.connections)
 
 
-def test_ctrl_c_while_streaming_surfaces_cleanly_and_closes_the_connection(
-    sse_ids: bool,
-) -> None:
-    with CyberunEmulator(time_scale=0.02, sse_ids=sse_ids) as server:
+def test_ctrl_c_while_streaming_surfaces_cleanly_and_closes_the_connection() -> None:
+    with CyberunEmulator(time_scale=0.02) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, transport="urllib")
         task = client.run("slow-render")
         seen: List[Any] = []
@@ -91,8 +86,8 @@ def test_ctrl_c_while_streaming_surfaces_cleanly_and_closes_the_connection(
         client.close()
 
 
-def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path: Path, sse_ids: bool) -> None:
-    with CyberunEmulator(time_scale=0.01, sse_ids=sse_ids) as server:
+def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path: Path) -> None:
+    with CyberunEmulator(time_scale=0.01) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, transport="urllib")
         task = client.run("multi-output", {"prompt": "x"})
         task.wait()
