@@ -538,6 +538,17 @@ class CyberunEmulator:
         """A task's current status (no HTTP)."""
         return self._task(task_id).current(self.clock.now())[0]
 
+    def stored_bytes(self, key: str) -> Optional[bytes]:
+        """An object's bytes in emulated storage (an upload, an output), or None (no HTTP)."""
+        stored = self.world.stored(key)
+        if stored is None or not stored.readable:
+            return None
+        return b"".join(stored.chunks())
+
+    def delete_object(self, key: str) -> bool:
+        """Delete an object from emulated storage, as retention would; False if absent."""
+        return self.world.delete_object(key)
+
     def task_parameters(self, task_id: str) -> Dict[str, Any]:
         """The parameters a task was started with (no HTTP)."""
         return dict(self._task(task_id).parameters)

@@ -568,6 +568,14 @@ class World:
                 return None
             return stored
 
+    def delete_object(self, key: str) -> bool:
+        """Delete an object (and its spooled file); False when there was none."""
+        with self._lock:
+            stored = self._objects.pop(key, None)
+        if stored is not None and stored.path is not None:
+            stored.path.unlink(missing_ok=True)
+        return stored is not None
+
     def stored(self, key: str) -> Optional[StoredObject]:
         """An object in storage, unless absent or past its retention."""
         return self._object(key, self.now())
