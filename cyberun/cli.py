@@ -499,7 +499,7 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
     except KeyboardInterrupt as exc:
         if args.cancel_on_interrupt:
             client.cancel(task_id)
-            out.error(f"interrupted; task {task_id} was cancelled")
+            out.error(f"interrupted; {_after_cancel(client, task_id)}")
         else:
             out.error(
                 f"interrupted; task {task_id} keeps running on the server "
@@ -508,6 +508,22 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     _show_result(client, result, args, out)
     return EXIT_OK
+
+
+def _after_cancel(client: Any, task_id: str) -> str:
+    """What a cancel did: the API answers success on a task that had already ended."""
+    try:
+        status = client.get_task(task_id).task_status
+    except CyberunError:
+        status = None
+    if status == "cancelled":
+        return f"task {task_id} was cancelled"
+    if status in ("completed", "failed"):
+        return (
+            f"task {task_id} had already {status}, so nothing was cancelled "
+            f"(its result: cyberun result {task_id})"
+        )
+    return f"cancel of task {task_id} requested (its status: cyberun status {task_id})"
 
 
 def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output) -> None:

@@ -15,7 +15,8 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from cyberun.cli import main
+import cyberun
+from cyberun.cli import _after_cancel, main
 from cyberun.testing import CyberunEmulator
 
 
@@ -352,7 +353,8 @@ def test_progress_on_a_pipe_is_plain_lines(env: Dict[str, str]) -> None:
 def test_ctrl_c_while_following(
     env: Dict[str, str], server: CyberunEmulator, cancel: bool
 ) -> None:
-    task_id = server.create_task("slow-render")
+    # 10,000 emulated seconds (100 s here): it cannot end before the Ctrl-C's cancel.
+    task_id = server.create_task("slow-render", {"steps": 10_000})
     args = [sys.executable, "-m", "cyberun", "watch", task_id] + (
         ["--cancel-on-interrupt"] if cancel else []
     )
@@ -376,6 +378,22 @@ def test_ctrl_c_while_following(
     else:
         assert "keeps running on the server" in err and f"cyberun watch {task_id}" in err
         assert server.task_status(task_id) != "cancelled"
+
+
+@pytest.mark.usefixtures("interruptible_children")
+def test_ctrl_c_with_cancel_on_a_task_that_already_ended_says_so(
+    env: Dict[str, str], server: CyberunEmulator
+) -> None:
+    # The API answers a cancel of an ended task with success: the command must
+    # not claim it cancelled a task that completed (and was billed).
+    task_id = server.create_task("text-to-image", {"prompt": "x", "steps": 1})
+    with cyberun.Client(server.api_key, base_url=server.base_url) as client:
+        client.wait(task_id)
+        client.cancel(task_id)  # the API's answer on an ended task: success, no-op
+        assert client.get_task(task_id).task_status == "completed"
+        message = _after_cancel(client, task_id)
+    assert "already completed" in message and "nothing was cancelled" in message
+    assert f"cyberun result {task_id}" in message
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
