@@ -21,6 +21,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Protocol,
     Tuple,
     Type,
     TypeVar,
@@ -50,7 +51,6 @@ from .models import (
     WebhookDelivery,
     Workflow,
 )
-from .sse import ServerSentEvent
 
 if TYPE_CHECKING:  # pragma: no cover - cattrs itself is imported when first needed
     import cattrs
@@ -385,8 +385,28 @@ def loads(body: Union[bytes, str], what: str) -> Any:
         ) from exc
 
 
-def decode_event(sse: ServerSentEvent) -> TaskEvent:
+class _RawEvent(Protocol):
+    """What [`decode_event`][cyberun.decode_event] reads of a parsed event.
+
+    [`ServerSentEvent`][cyberun.ServerSentEvent] has it; so may any other
+    parser's events. (A protocol, so that the models layer does not import
+    the parser.)
+    """
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def data(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+
+
+def decode_event(sse: _RawEvent) -> TaskEvent:
     """Turn one parsed Server-Sent Event into a typed task event.
+
+    Args:
+        sse: the event, for example a [`ServerSentEvent`][cyberun.ServerSentEvent]
+            (any object with ``event``, ``data`` and ``id`` strings will do).
 
     Known types (``status``, ``progress``, ``completed``, ``failed``,
     ``cancelled``, ``error``) become their classes; anything else becomes an
