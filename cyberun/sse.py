@@ -47,6 +47,7 @@ from typing import (
     NamedTuple,
     NoReturn,
     Optional,
+    Tuple,
     Union,
 )
 
@@ -118,6 +119,10 @@ class ServerSentEvent(NamedTuple):
     own_id: Optional[str] = None
 
 
+# The interpreter's state between calls: data values, how many of them are
+# already joined, event type, last event ID, the event's retry and own id.
+_EventState = Tuple[List[str], int, str, str, Optional[int], Optional[str]]
+
 # Building the tuple directly skips the Python-level __new__ that NamedTuple
 # generates: dispatching is the parser's innermost operation.
 _new_event = tuple.__new__
@@ -147,16 +152,11 @@ class SSEParser:
 
     __slots__ = (
         "_closed",
-        "_data",
+        "_event",
         "_event_bytes",
-        "_event_retry",
-        "_event_type",
         "_head",
-        "_id",
-        "_joined",
         "_max_event_size",
         "_max_line_size",
-        "_own_id",
         "_pending_cr",
         "_piece_size",
         "_slow",
@@ -189,14 +189,11 @@ class SSEParser:
         # closed), so that feed() checks a single attribute in the common case.
         self._slow = True
         self._event_bytes = 0  # bytes of the event in progress, for the event limit
-        # Interpretation state (9.2.6): the data, event type and last event ID
-        # buffers, and this event's own retry and id fields.
-        self._data: List[str] = []
-        self._joined = 0  # leading _data items that already join many values
-        self._event_type = ""
-        self._id = ""
-        self._event_retry: Optional[int] = None
-        self._own_id: Optional[str] = None
+        # Interpretation state (9.2.6), in one tuple so that the interpreter
+        # loads and stores it once per call: the data buffer (its values, the
+        # first ``joined`` of them already joined from many lines), the event
+        # type and last event ID buffers, and the event's own retry and id.
+        self._event: _EventState = ([], 0, "", "", None, None)
         self.last_event_id: str = ""
         self.retry: Optional[int] = None
 
@@ -220,6 +217,14 @@ class SSEParser:
         """
         if self._slow:
             data = self._settle(data)
+        if _LF not in data and _CR not in data:
+            # No line ends here: the bytes extend the unterminated line.
+            # (Appending to a bytearray costs no copy of what it holds.)
+            tail = self._tail
+            tail += data
+            if len(tail) > self._max_line_size:
+                self._fail("line", [])
+            return []
         if _CR in data:
             # 9.2.5: a line ends at CRLF, LF or CR. Normalise to LF; a CR at
             # the very end already ends its line, and may still meet its LF.
@@ -227,15 +232,8 @@ class SSEParser:
                 self._pending_cr = self._slow = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = data.rfind(b"\n") + 1
-        tail = self._tail
-        if not end:
-            # No line ends here: the bytes extend the unterminated line.
-            # (Appending to a bytearray costs no copy of what it holds.)
-            tail += data
-            if len(tail) > self._max_line_size:
-                self._fail("line", [])
-            return []
         size = len(data)
+        tail = self._tail
         if tail:
             tail += data[:end] if end < size else data
             region: Union[bytes, bytearray] = tail
@@ -280,9 +278,8 @@ class SSEParser:
         """
         self._closed = self._slow = True
         self._tail = bytearray()
-        self._data = []
-        self._joined = 0
-        self._own_id = None
+        # 9.2.5: pending data is discarded; the last event ID buffer is kept.
+        self._event = ([], 0, "", self._event[3], None, None)
         self._event_bytes = 0
         return []
 
@@ -337,23 +334,25 @@ class SSEParser:
                 if total - start <= size
                 else region.rfind(b"\n", start, start + size + 1) + 1
             )
+            opened = self._event_bytes
             if stop <= start:
                 # One line longer than a piece: within the limits, or not.
                 stop = region.find(b"\n", start) + 1
                 if stop - start > self._split_size:
                     kind = "line" if stop - 1 - start > self._max_line_size else "event"
                     self._fail(kind, events)
-            # The event limit: as in feed.
-            opened = self._event_bytes
-            if opened and region[start] != _LF:
-                self._check_open_event(region, start, stop, events)
-            blank = region.rfind(b"\n\n", start, stop)
-            if blank >= 0:
-                opened = stop - blank - 2
-            elif region[start] == _LF:
-                opened = stop - start - 1
+                opened += stop - start  # one line, not blank: it extends the open event
             else:
-                opened += stop - start
+                # The event limit, as in feed.
+                if opened and region[start] != _LF:
+                    self._check_open_event(region, start, stop, events)
+                blank = region.rfind(b"\n\n", start, stop)
+                if blank >= 0:
+                    opened = stop - blank - 2
+                elif region[start] == _LF:
+                    opened = stop - start - 1
+                else:
+                    opened += stop - start
             # Line ends are ASCII and never occur inside a UTF-8 sequence, so
             # decoding whole lines gives exactly what decoding the stream would.
             text = str(view[start : stop - 1], "utf-8", "replace")
@@ -386,17 +385,13 @@ class SSEParser:
         The one place that applies the field rules, builds events (appended
         to ``events``) and moves the last event ID.
         """
-        data = self._data
-        joined = self._joined
-        event_type = self._event_type
-        last_id = self._id
+        data, joined, event_type, last_id, event_retry, own_id = self._event
         boundary_id = self.last_event_id
-        event_retry = self._event_retry
-        own_id = self._own_id
         lines: Optional[List[str]] = None
         if (
             text.startswith("data: ")
             and len(text) > _BATCH_SIZE
+            and text.find("\n", 6, _BATCH_SIZE) > 0  # not one long line
             and not (data or event_type or event_retry is not None or own_id is not None)
         ):
             # Recogniser: a run of events that are one "data: " line each,
@@ -492,13 +487,8 @@ class SSEParser:
             # values gathered since the last time into one string.
             data[joined:] = ["\n".join(data[joined:])]
             joined += 1
-        self._data = data
-        self._joined = joined
-        self._event_type = event_type
-        self._id = last_id
+        self._event = (data, joined, event_type, last_id, event_retry, own_id)
         self.last_event_id = boundary_id
-        self._event_retry = event_retry
-        self._own_id = own_id
 
     def _fail(self, kind: str, events: List[ServerSentEvent]) -> NoReturn:
         self.close()
@@ -562,7 +552,7 @@ def iter_events(
     slice_size = 0  # when set, feed larger chunks in slices of about this size
     try:
         for chunk in chunks:
-            if chunk in _PLAIN_BYTES:
+            if len(chunk) == 1 and chunk in _PLAIN_BYTES:
                 if not gathered:
                     room = max_line_size - parser.buffered_size()
                 gathered.append(chunk)

@@ -117,8 +117,16 @@ def test_events_are_built_in_the_interpreter_only() -> None:
 
 def test_the_last_event_id_moves_in_the_interpreter_only() -> None:
     # __init__ sets the initial values; nothing but the interpreter changes them.
-    for attribute in ("last_event_id", "_id", "retry"):
+    for attribute in ("last_event_id", "retry"):
         assert assignments_by_function(SOURCE, attribute) == {"SSEParser.__init__", INTERPRETER}
+    # The interpretation state (the buffers of 9.2.6, the last event ID
+    # buffer among them): close() only discards the pending event (9.2.5,
+    # "pending data must be discarded"), keeping the buffer's value.
+    assert assignments_by_function(SOURCE, "_event") == {
+        "SSEParser.__init__",
+        INTERPRETER,
+        "SSEParser.close",
+    }
 
 
 def test_iter_events_uses_only_the_parsers_public_methods() -> None:
