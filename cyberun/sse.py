@@ -155,6 +155,7 @@ class SSEParser:
         "_event",
         "_event_bytes",
         "_head",
+        "_line_start",
         "_max_event_size",
         "_max_line_size",
         "_pending_cr",
@@ -182,7 +183,11 @@ class SSEParser:
         self._piece_size = min(_PIECE_SIZE, self._split_size)
         # Framing state (9.2.5).
         self._head: Optional[bytes] = b""  # bytes held until the BOM is decided; None after
-        self._tail = bytearray()  # the unterminated last line
+        # The bytes after the last blank line not yet interpreted: complete
+        # lines of the event in progress, then from _line_start on the
+        # unterminated last line.
+        self._tail = bytearray()
+        self._line_start = 0
         self._pending_cr = False  # the last chunk ended in CR; a leading LF is its pair
         self._closed = False
         # One flag for the three rare states above (BOM undecided, CR pending,
@@ -215,6 +220,17 @@ class SSEParser:
                 called (an empty chunk is accepted in every state, and
                 returns ``[]``).
         """
+        if (
+            not (self._slow or self._tail or self._event_bytes)
+            and data.endswith(b"\n\n")
+            and _CR not in data
+            and len(data) <= self._piece_size
+        ):
+            # The live case, a chunk of whole events with nothing pending:
+            # the whole chunk is one piece (the steps below, most skipped).
+            events: List[ServerSentEvent] = []
+            self._interpret(data[:-1].decode("utf-8", "replace"), events)
+            return events
         if self._slow:
             data = self._settle(data)
         if _LF not in data and _CR not in data:
@@ -222,7 +238,7 @@ class SSEParser:
             # (Appending to a bytearray costs no copy of what it holds.)
             tail = self._tail
             tail += data
-            if len(tail) > self._max_line_size:
+            if len(tail) - self._line_start > self._max_line_size:
                 self._fail("line", [])
             return []
         if _CR in data:
@@ -231,40 +247,58 @@ class SSEParser:
             if data[-1] == _CR:
                 self._pending_cr = self._slow = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = data.rfind(b"\n") + 1
-        size = len(data)
         tail = self._tail
-        if tail:
-            tail += data[:end] if end < size else data
-            region: Union[bytes, bytearray] = tail
-            self._tail = bytearray()
-        else:
-            region = data[:end] if end < size else data
-        events: List[ServerSentEvent] = []
-        stop = len(region)
-        if stop <= self._piece_size:
-            # The common case: one piece (the same steps as _frame's).
-            opened = self._event_bytes
-            if opened and region[0] != _LF:
-                self._check_open_event(region, 0, stop, events)
-            blank = region.rfind(b"\n\n")
-            if blank >= 0:
-                opened = stop - blank - 2
-            elif region[0] == _LF:
-                opened = stop - 1
+        line_start = self._line_start
+        events = []
+        # Lines are interpreted an event at a time: everything up to the end
+        # of the last blank line here goes to the interpreter at once.
+        cut = data.rfind(b"\n\n") + 2
+        if cut == 1:
+            # No blank line inside; a leading LF is one if no line is open.
+            cut = 1 if data[0] == _LF and line_start == len(tail) else 0
+        if cut:
+            size = len(data)
+            if tail:
+                tail += data[:cut] if cut < size else data
+                region: Union[bytes, bytearray] = tail
+                self._tail = tail = bytearray()
+                self._line_start = line_start = 0
             else:
-                opened += stop
-            self._interpret(region[:-1].decode("utf-8", "replace"), events)
-            self._event_bytes = opened
-            if opened > self._max_event_size:
-                self._fail("event", events)
-        else:
-            self._frame(region, events)
-        if end < size:
-            tail = self._tail
-            tail += data[end:]
-            if len(tail) > self._max_line_size:
-                self._fail("line", events)
+                region = data[:cut] if cut < size else data
+            if len(region) <= self._piece_size:
+                # The common case: one piece (the same steps as _frame's; the
+                # region ends with a blank line, so no event is open after it).
+                if self._event_bytes:
+                    if region[0] != _LF:
+                        self._check_open_event(region, 0, len(region), events)
+                    self._event_bytes = 0
+                self._interpret(region[:-1].decode("utf-8", "replace"), events)
+            else:
+                self._frame(region, events)
+            if cut == size:
+                return events
+            data = data[cut:]
+        # Hold the rest: the complete lines of an event not ended yet, then
+        # the unterminated line.
+        held = len(tail)
+        tail += data
+        last = data.rfind(b"\n")
+        if last >= 0:
+            end = held + last + 1
+            if (
+                self._event_bytes + end > self._piece_size
+                or tail.find(b"retry", line_start, end) >= 0
+            ):
+                # Interpret them now: too many to hold (the limits apply to
+                # them at once), or a retry field, which 9.2.6 applies at once.
+                region = tail[:end]
+                del tail[:end]
+                end = 0
+                self._frame(region, events)
+            line_start = end
+        self._line_start = line_start
+        if len(tail) - line_start > self._max_line_size:
+            self._fail("line", events)
         return events
 
     def close(self) -> List[ServerSentEvent]:
@@ -278,6 +312,7 @@ class SSEParser:
         """
         self._closed = self._slow = True
         self._tail = bytearray()
+        self._line_start = 0
         # 9.2.5: pending data is discarded; the last event ID buffer is kept.
         self._event = ([], 0, "", self._event[3], None, None)
         self._event_bytes = 0
@@ -294,7 +329,7 @@ class SSEParser:
         Returns:
             The bytes held, line ends normalised; 0 right after a line end.
         """
-        return len(self._tail)
+        return len(self._tail) - self._line_start
 
     def _settle(self, data: bytes) -> bytes:
         """Deal with the rare states before ``data`` is framed; returns what is left."""
@@ -387,33 +422,31 @@ class SSEParser:
         """
         data, joined, event_type, last_id, event_retry, own_id = self._event
         boundary_id = self.last_event_id
-        lines: Optional[List[str]] = None
         if (
-            text.startswith("data: ")
-            and len(text) > _BATCH_SIZE
+            len(text) > _BATCH_SIZE
+            and text.startswith("data: ")
             and text.find("\n", 6, _BATCH_SIZE) > 0  # not one long line
             and not (data or event_type or event_retry is not None or own_id is not None)
+            and (stop := _data_only_end(text))
         ):
             # Recogniser: a run of events that are one "data: " line each,
             # with nothing open before them, has fields known without reading
             # it line by line (and the same last event ID at every boundary).
-            stop = _data_only_end(text)
-            if stop:
-                events += map(
-                    _new_event,
-                    repeat(ServerSentEvent),
-                    zip(
-                        repeat("message"),
-                        text[6:stop].split("\n\ndata: "),
-                        repeat(last_id),
-                        repeat(None),
-                        repeat(None),
-                    ),
-                )
-                boundary_id = last_id
-                # Then the lines after their last blank line, if any.
-                lines = text[stop + 2 :].split("\n") if stop + 2 <= len(text) else []
-        if lines is None:
+            events += map(
+                _new_event,
+                repeat(ServerSentEvent),
+                zip(
+                    repeat("message"),
+                    text[6:stop].split("\n\ndata: "),
+                    repeat(last_id),
+                    repeat(None),
+                    repeat(None),
+                ),
+            )
+            boundary_id = last_id
+            # Then the lines after their last blank line, if any.
+            lines = text[stop + 2 :].split("\n") if stop + 2 <= len(text) else []
+        else:
             lines = text.split("\n")
         for line in lines:
             if line.startswith("data: "):
