@@ -17,7 +17,8 @@ same run, and is driven through its own real code path:
 
 Every corpus runs twice: as it is, and with an ``id:`` line on every event
 (``+id``), as servers with ids send it. Each row's parsers run in turns for
-several rounds (the machine is noisy); throughput is the median round, and a
+several rounds (the machine is noisy; times are the process's CPU time);
+throughput is the median round, and a
 ratio is the median over the rounds of the fastest correct peer's time over
 the parser's. Peak memory comes
 from a separate tracemalloc pass. Every parser's events are compared with
@@ -336,15 +337,17 @@ def interleaved_times(
 ) -> Dict[str, List[float]]:
     """Each parser's time in each of ``rounds`` rounds; every round runs them all in turn.
 
-    Interleaving makes a change of load on the machine hit every parser alike.
+    Interleaving makes a change of load on the machine hit every parser alike;
+    the time is this process's CPU time, which other processes' load disturbs
+    far less than the wall clock (the machine this runs on is shared).
     """
     times: Dict[str, List[float]] = {name: [] for name in parsers}
     for _ in range(rounds):
         for name, parser in parsers.items():
             gc.collect()
-            start = time.perf_counter()
+            start = time.process_time()
             deque(parser(chunks), maxlen=0)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time.process_time() - start)
     return times
 
 

@@ -285,12 +285,11 @@ class SSEParser:
         last = data.rfind(b"\n")
         if last >= 0:
             end = held + last + 1
-            if (
-                self._event_bytes + end > self._piece_size
-                or tail.find(b"retry", line_start, end) >= 0
-            ):
+            if self._event_bytes + end > self._piece_size or b"retry" in tail:
                 # Interpret them now: too many to hold (the limits apply to
-                # them at once), or a retry field, which 9.2.6 applies at once.
+                # them at once), or a retry field, which 9.2.6 applies at once
+                # (or so it seems: the word may be elsewhere, or in the
+                # unterminated line; interpreting early is always right).
                 region = tail[:end]
                 del tail[:end]
                 end = 0
