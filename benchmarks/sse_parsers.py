@@ -442,6 +442,53 @@ def run(quick: bool, only: Optional[List[str]], parsers: Optional[List[str]], ro
     return failures
 
 
+def per_call(rounds: int) -> None:
+    """The fixed cost of one chunk: ``feed`` on an empty and a one-byte chunk, and ld's.
+
+    What bounds the rows where chunks are tiny: each chunk is a method call
+    for cyberun, a generator step for launchdarkly.
+    """
+    from cyberun.sse import SSEParser
+
+    count = 20_000
+    cases: Dict[str, List[bytes]] = {"empty": [b""] * count, "one byte": [b"x"] * count}
+
+    def feed(chunks: Sequence[bytes]) -> None:
+        parser = SSEParser()
+        parser.feed(b"data: ")
+        call = parser.feed
+        for chunk in chunks:
+            call(chunk)
+
+    def ld_lines(chunks: Sequence[bytes]) -> None:
+        from ld_eventsource.reader import _BufferedLineReader
+
+        deque(_BufferedLineReader.lines_from([b"data: ", *chunks]), maxlen=0)
+
+    def ld_public(chunks: Sequence[bytes]) -> None:
+        deque(native_ld([b"data: ", *chunks]), maxlen=0)
+
+    print()
+    print("Per-chunk cost (ns, median of interleaved rounds, CPU time):")
+    print()
+    print("| chunk | cyberun feed() | ld line reader | ld public API | cost: feed / ld public |")
+    print("|---|---:|---:|---:|---:|")
+    for label, chunks in cases.items():
+        runners = {"feed": feed, "ld lines": ld_lines, "ld public": ld_public}
+        times: Dict[str, List[float]] = {name: [] for name in runners}
+        for _ in range(rounds):
+            for name, runner in runners.items():
+                gc.collect()
+                start = time.process_time()
+                runner(chunks)
+                times[name].append((time.process_time() - start) / count * 1e9)
+        cost = {name: statistics.median(values) for name, values in times.items()}
+        print(
+            f"| {label} | {cost['feed']:.0f} | {cost['ld lines']:.0f} | {cost['ld public']:.0f} | "
+            f"{median_ratio(times['feed'], times['ld public']):.2f} |"
+        )
+
+
 def median_ratio(peer: List[float], own: List[float]) -> float:
     """The median over the rounds of the peer's time divided by our own (above 1: faster)."""
     return statistics.median(p / o for p, o in zip(peer, own))
@@ -458,10 +505,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=DEFAULT_ROUNDS, help="interleaved rounds (at least 5)"
     )
+    parser.add_argument(
+        "--per-call",
+        action="store_true",
+        help="only the fixed cost of one (empty or 1-byte) chunk",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 5:
         parser.error("--rounds must be at least 5: the figures are medians")
-    return run(args.quick, args.corpus, args.parser, args.rounds)
+    if args.per_call:
+        per_call(args.rounds)
+        return 0
+    failures = run(args.quick, args.corpus, args.parser, args.rounds)
+    if not args.corpus and not args.parser:
+        per_call(args.rounds)
+    return failures
 
 
 if __name__ == "__main__":
