@@ -52,6 +52,7 @@ from .errors import (
     TLSError,
     TooManyRedirects,
     TransportError,
+    UnknownTaskStatus,
     WaitStopped,
     WaitTimeout,
 )
@@ -238,6 +239,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "UnknownEvent",
+    "UnknownTaskStatus",
     "UploadTarget",
     "Urllib3Transport",
     "UrllibTransport",

@@ -45,6 +45,7 @@ from .models import (
     Task,
     TaskEvent,
     TaskResult,
+    TaskStatus,
     UnknownEvent,
     UploadTarget,
     Webhook,
@@ -368,6 +369,9 @@ def unstructure(obj: Any) -> Any:
     return data
 
 
+_scan_json: Callable[[str, int], Tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def loads(body: Union[bytes, str], what: str) -> Any:
     """Parse a JSON body.
 
@@ -401,20 +405,40 @@ class _RawEvent(Protocol):
     def id(self) -> str: ...
 
 
-def decode_event(sse: _RawEvent) -> TaskEvent:
+def decode_event(
+    sse: _RawEvent, stamps: Optional[Dict[str, Optional[datetime]]] = None
+) -> TaskEvent:
     """Turn one parsed Server-Sent Event into a typed task event.
-
-    Args:
-        sse: the event, for example a [`ServerSentEvent`][cyberun.ServerSentEvent]
-            (any object with ``event``, ``data`` and ``id`` strings will do).
 
     Known types (``status``, ``progress``, ``completed``, ``failed``,
     ``cancelled``, ``error``) become their classes; anything else becomes an
     [`UnknownEvent`][cyberun.UnknownEvent] that keeps the type and data.
 
+    Args:
+        sse: the parsed event, for example a
+            [`ServerSentEvent`][cyberun.ServerSentEvent] (any object with
+            ``event``, ``data`` and ``id`` strings will do).
+        stamps: a cache of parsed timestamps that the caller keeps for one
+            stream (its ticks mostly share their second); None parses each.
+
     Raises:
         DecodeError: a known event whose data is not the documented JSON.
     """
+    fast = _FAST_DECODERS.get(sse.event)
+    if fast is not None:
+        text = sse.data
+        try:
+            # json's own C scanner, without json.loads' two whitespace scans:
+            # a live stream's data is one compact object. Anything else
+            # (spaces around it, not JSON, not an object) takes the general
+            # path below, which says what is wrong.
+            payload, end = _scan_json(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end == len(text) and type(payload) is dict:
+            decoded = fast(payload, sse.id, stamps)
+            if decoded is not None:
+                return decoded
     cls = _EVENT_CLASSES.get(sse.event)
     if cls is None:
         data = _try_json_object(sse.data)
@@ -438,6 +462,96 @@ def decode_event(sse: _RawEvent) -> TaskEvent:
     object.__setattr__(event, "event_id", sse.id)
     object.__setattr__(event, "raw", MappingProxyType(payload))
     return event
+
+
+# --- per-type event decoders ----------------------------------------------------------
+#
+# The two events a live stream is made of (progress ticks and statuses) are
+# decoded here directly, with the same checks the converter's hooks make; an
+# event they cannot vouch for (a wrong type anywhere) returns None and goes
+# through the converter, which raises the precise DecodeError.
+
+
+_NONE = type(None)
+_NUMBER = frozenset({float, int, _NONE})
+_INTEGER = frozenset({int, _NONE})
+_STRING = frozenset({str, _NONE})
+
+#: Timestamps a cache keeps at most before it starts again.
+_STAMPS = 64
+
+
+def _event_time(value: Any, stamps: Optional[Dict[str, Optional[datetime]]]) -> Optional[datetime]:
+    if value is None:
+        return None
+    if stamps is None or type(value) is not str:
+        return _structure_lenient_datetime(value, None)
+    try:
+        return stamps[value]
+    except KeyError:
+        pass
+    if len(stamps) >= _STAMPS:
+        stamps.clear()
+    parsed = stamps[value] = _structure_lenient_datetime(value, None)
+    return parsed
+
+
+def _fast_progress(
+    payload: Dict[str, Any], event_id: str, stamps: Optional[Dict[str, Optional[datetime]]]
+) -> Optional[TaskEvent]:
+    get = payload.get
+    task_id = get("task_id", "")
+    progress = get("progress")
+    current = get("step_current")
+    total = get("step_total")
+    node = get("current_node")
+    stage = get("stage")
+    message = get("message")
+    if not (
+        type(task_id) is str
+        and type(progress) in _NUMBER
+        and type(current) in _INTEGER
+        and type(total) in _INTEGER
+        and type(node) in _STRING
+        and type(stage) in _STRING
+        and type(message) in _STRING
+    ):
+        return None
+    return ProgressEvent(
+        task_id=task_id,
+        event_id=event_id,
+        timestamp=_event_time(get("timestamp"), stamps),
+        raw=MappingProxyType(payload),
+        progress=float(progress) if type(progress) is int else progress,
+        step_current=current,
+        step_total=total,
+        current_node=node,
+        stage=stage,
+        message=message,
+    )
+
+
+def _fast_status(
+    payload: Dict[str, Any], event_id: str, stamps: Optional[Dict[str, Optional[datetime]]]
+) -> Optional[TaskEvent]:
+    get = payload.get
+    task_id = get("task_id", "")
+    status = get("status")
+    if type(task_id) is not str or type(status) is not str:
+        return None
+    return StatusEvent(
+        task_id=task_id,
+        event_id=event_id,
+        timestamp=_event_time(get("timestamp"), stamps),
+        raw=MappingProxyType(payload),
+        status=TaskStatus(status),
+    )
+
+
+_Decoder = Callable[
+    [Dict[str, Any], str, Optional[Dict[str, Optional[datetime]]]], Optional[TaskEvent]
+]
+_FAST_DECODERS: Dict[str, _Decoder] = {"progress": _fast_progress, "status": _fast_status}
 
 
 def _try_json_object(text: str) -> Optional[Dict[str, Any]]:

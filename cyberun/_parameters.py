@@ -9,7 +9,7 @@ round trip (or a billed task that fails on the GPU) into one
 from __future__ import annotations
 
 import math
-from typing import Any, List, Mapping, Tuple
+from typing import Any, List, Mapping, Sequence, Tuple
 
 from .errors import ParameterError
 from .models import ParameterDef, Workflow
@@ -68,9 +68,14 @@ def _check_value(definition: ParameterDef, value: Any) -> List[str]:
     return []
 
 
-def raise_for_parameters(workflow: Workflow, parameters: Mapping[str, Any]) -> None:
-    """Raise [`ParameterError`][cyberun.ParameterError] listing every problem, if there is any."""
-    problems = check_parameters(workflow, parameters)
+def raise_for_parameters(
+    workflow: Workflow, parameters: Mapping[str, Any], extra: Sequence[str] = ()
+) -> None:
+    """Raise [`ParameterError`][cyberun.ParameterError] listing every problem, if there is any.
+
+    ``extra`` problems (found by checks of the caller's own) are listed too.
+    """
+    problems = check_parameters(workflow, parameters) + list(extra)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         name = workflow.workflow_slug or workflow.id

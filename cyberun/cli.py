@@ -11,6 +11,7 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 5     API or network error
 130   interrupted (Ctrl-C); the task keeps running unless
       ``--cancel-on-interrupt``
+143   terminated (SIGTERM), handled as Ctrl-C is: partial files removed
 141   the reader of the output went away (``cyberun tasks | head -1``)
 ====  ==========================================================
 """
@@ -18,10 +19,11 @@ Built on [`cyberun.Client`][cyberun.Client] only. Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from ._version import __version__
 from .errors import (
@@ -49,6 +51,7 @@ EXIT_CANCELLED = 3
 EXIT_TIMEOUT = 4
 EXIT_ERROR = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader left
 
 EPILOG = """\
@@ -172,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace existing files when downloading"
     )
     follow.add_argument(
+        "--no-run-record",
+        dest="run_record",
+        action="store_false",
+        help="with --download, do not write cyberun-task.json beside the files",
+    )
+    follow.add_argument(
         "--show-urls",
         action="store_true",
         help="print presigned download URLs (also in --json output)",
@@ -212,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=PATH",
-        help="upload PATH for parameter KEY",
+        help="upload PATH for parameter KEY (a folder is sent as a zip)",
     )
     run.add_argument("--wait", action="store_true", help="follow the task until it ends")
     run.add_argument(
@@ -244,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("task_id", metavar="TASK_ID")
     result.add_argument("--download", metavar="DIR", help="download the outputs into DIR")
     result.add_argument("--overwrite", action="store_true", help="replace existing files")
+    result.add_argument(
+        "--no-run-record",
+        dest="run_record",
+        action="store_false",
+        help="with --download, do not write cyberun-task.json beside the files",
+    )
     result.add_argument(
         "--show-urls", action="store_true", help="print presigned download URLs (also in --json)"
     )
@@ -420,8 +435,8 @@ def _parameters(args: argparse.Namespace, workflow: Any = None) -> Dict[str, Any
         key, sep, path = item.partition("=")
         if not sep or not key or not path:
             raise ConfigurationError(f"--file expects KEY=PATH, got {item!r}")
-        if not Path(path).is_file():
-            raise ConfigurationError(f"--file {key}: no such file: {path}")
+        if not Path(path).exists():
+            raise ConfigurationError(f"--file {key}: no such file or folder: {path}")
         params[key] = Path(path)
     return params
 
@@ -457,7 +472,12 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
     )
     progress = None if out.as_json else Progress(out.stdout)
 
+    from ._record import EventLog
+
+    args.log = EventLog()  # the stage/message lines, for the run record
+
     def on_event(event: Any) -> None:
+        args.log(event)
         if out.as_json:
             out.json(_data(event))
         elif progress is not None:
@@ -476,18 +496,34 @@ def _follow(client: Any, task_id: str, args: argparse.Namespace, out: Output) ->
         finally:
             if progress is not None:
                 progress.close()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.cancel_on_interrupt:
             client.cancel(task_id)
-            out.error(f"interrupted; task {task_id} was cancelled")
+            out.error(f"interrupted; {_after_cancel(client, task_id)}")
         else:
             out.error(
                 f"interrupted; task {task_id} keeps running on the server "
                 f"(follow it again: cyberun watch {task_id}; stop it: cyberun cancel {task_id})"
             )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     _show_result(client, result, args, out)
     return EXIT_OK
+
+
+def _after_cancel(client: Any, task_id: str) -> str:
+    """What a cancel did: the API answers success on a task that had already ended."""
+    try:
+        status = client.get_task(task_id).task_status
+    except CyberunError:
+        status = None
+    if status == "cancelled":
+        return f"task {task_id} was cancelled"
+    if status in ("completed", "failed"):
+        return (
+            f"task {task_id} had already {status}, so nothing was cancelled "
+            f"(its result: cyberun result {task_id})"
+        )
+    return f"cancel of task {task_id} requested (its status: cyberun status {task_id})"
 
 
 def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output) -> None:
@@ -495,7 +531,25 @@ def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output
 
     files: List[Path] = []
     if getattr(args, "download", None):
-        files = client.download(result, args.download, overwrite=getattr(args, "overwrite", False))
+        from ._record import RECORD_NAME
+
+        record = getattr(args, "run_record", True)
+        files = client.download(
+            result,
+            args.download,
+            overwrite=getattr(args, "overwrite", False),
+            reserve=[RECORD_NAME] if record else [],
+        )
+        if record:
+            keys = [key for key, _ in result.urls()]
+            log = getattr(args, "log", None)
+            client.write_run_record(
+                getattr(args, "handle", None) or client.task(result.id),
+                args.download,
+                list(zip(keys, files)),
+                [] if log is None else log.lines,
+                workflow=getattr(args, "workflow", None),
+            )
     show_urls = getattr(args, "show_urls", False)
     if out.as_json:
         payload = {"type": "result", **_data(result)}
@@ -521,6 +575,12 @@ def _show_result(client: Any, result: Any, args: argparse.Namespace, out: Output
 
 
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    # Options that only mean something while following imply --wait.
+    args.wait = args.wait or bool(args.download) or args.timeout is not None
+    if args.download:  # before a billed task starts, not after it ran
+        from .strategies._destination import check_destination
+
+        check_destination(args.download, overwrite=args.overwrite)
     client = _client(args)
     with client:
         workflow = None
@@ -536,6 +596,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                     "type the -p values; give typed JSON values with --params-file instead)",
                 ) from exc
         task = client.run(args.workflow, _parameters(args, workflow), validate=args.validate)
+        args.handle = task  # it knows the inputs it uploaded, for the run record
         if not args.wait:
             if out.as_json:
                 out.json({"task_id": task.id})
@@ -832,6 +893,35 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         build_parser().print_help(stdout)
         return EXIT_OK
     out = Output(args.json, stdout, stderr)
+    with _terminate_as_interrupt():
+        return _run_command(args, out, stderr)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (partial downloads removed, the task id printed)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises `Terminated` in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args: argparse.Namespace, out: Output, stderr: IO[str]) -> int:
     if args.debug:
         import logging
 
@@ -840,6 +930,9 @@ def _main(argv: Optional[Sequence[str]], stdout: IO[str], stderr: IO[str]) -> in
         enable(logging.DEBUG, stderr)
     try:
         return COMMANDS[args.command](args, out)
+    except Terminated:
+        out.error("terminated")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         out.error("interrupted")
         return EXIT_INTERRUPTED

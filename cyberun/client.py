@@ -2,7 +2,8 @@
 
 A [`Client`][cyberun.Client] is safe to share between threads: it keeps no state per
 request, its transport is thread-safe, and each wait or event stream has
-its own [`Control`][cyberun.strategies.Control].
+its own follower and stop signals. Following itself lives in
+``cyberun.strategies`` (the sans-I/O follower and its driver).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import copy as copy_module
 import io
 import ipaddress
 import logging
-import mimetypes
 import os
-import queue
 import sys
 import threading
+import time
+import weakref
 from datetime import datetime, timedelta, timezone
 from importlib.util import find_spec
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import (
     Literal,
     Mapping,
     Optional,
-    Set,
+    Sequence,
     Tuple,
     Type,
     Union,
@@ -45,21 +46,14 @@ from ._pipeline import UUID
 from ._redact import redact_url
 from .api import Credentials, Endpoints
 from .errors import (
+    BadRequest,
     ConfigurationError,
     CyberunError,
-    DecodeError,
     SubmissionUncertain,
-    TaskCancelled,
-    TaskFailed,
-    TransportError,
     WaitStopped,
-    WaitTimeout,
 )
 from .models import (
-    CancelledEvent,
-    CompletedEvent,
     DispatchTarget,
-    FailedEvent,
     OpenEnum,
     TargetPool,
     Task,
@@ -74,17 +68,24 @@ from .models import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
-from .retry import RetryPolicy
-from .strategies import (
-    Control,
-    DeadlineReached,
-    Downloader,
-    Progression,
-    Stopped,
-    StreamSettings,
-    follow_polling,
-    follow_stream,
+from ._record import RECORD_NAME, EventLog, build_record, write_record
+from ._uploads import (
+    DEFAULT_MAX_UPLOAD_SIZE,
+    UploadCache,
+    Uploaded,
+    Uploader,
+    cache_for,
+    file_problems,
+    is_local_file,
+    local_name_and_size,
+    reupload_stale,
+    upload_inputs,
 )
+from .retry import RetryPolicy
+from .strategies import Control, Downloader, Follower, StreamSettings, drive, follow_events, settle
+from .strategies._destination import check_destination
+from .strategies.batch import Batch, BatchEventCallback, Completion
+from .strategies.driver import cancel_quietly, random_source
 from .strategies.results import ProgressCallback
 from .transports import (
     DEFAULT,
@@ -104,6 +105,8 @@ __all__ = ["Client", "Completion", "EventStream", "FollowMode", "RunOutcome", "T
 logger: logging.Logger = logging.getLogger("cyberun")
 
 DEFAULT_BASE_URL = "https://core.cyberun.cloud"
+#: ``read_output``'s default limit.
+DEFAULT_MAX_READ = 100 * 1024 * 1024
 
 FollowMode = Literal["auto", "stream", "poll"]
 FollowMode.__doc__ = """How to follow a task.
@@ -188,34 +191,6 @@ class RunOutcome:
     files: List[Path] = attrs.Factory(list)
 
 
-@attrs.frozen
-class Completion:
-    """One finished task from [`Client.as_completed`][cyberun.Client.as_completed].
-
-    Attributes:
-        task_id: the task's id.
-        result: the result when it completed, else None.
-        error: why there is no result (``TaskFailed``, ``TaskCancelled``,
-            ``WaitTimeout`` or another [`CyberunError`][cyberun.CyberunError]), else None.
-    """
-
-    task_id: str
-    result: Optional[TaskResult] = None
-    error: Optional[Exception] = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the task completed."""
-        return self.error is None
-
-    def get(self) -> TaskResult:
-        """The result, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
 class EventStream(Iterator[TaskEvent]):
     """The iterator [`Client.events`][cyberun.Client.events] returns.
 
@@ -237,10 +212,7 @@ class EventStream(Iterator[TaskEvent]):
     def __next__(self) -> TaskEvent:
         try:
             return next(self._events)
-        except Stopped:
-            self._on_close()
-            raise StopIteration from None
-        except StopIteration:
+        except BaseException:
             self._on_close()
             raise
 
@@ -263,9 +235,12 @@ class TaskHandle:
         id: the task's id.
     """
 
-    __slots__ = ("_client", "id")
+    __slots__ = ("_client", "_parameters", "_uploads", "id")
 
     def __init__(self, client: Client, task_id: str) -> None:
+        # What `run` sent for this task (for the run record).
+        self._uploads: Dict[str, Uploaded] = {}
+        self._parameters: Dict[str, Any] = {}
         self._client = client
         self.id: str = task_id
 
@@ -358,10 +333,20 @@ class Client:
         poll_interval: seconds between polls when polling (jittered).
         liveness_interval: seconds without a real event after which a stream
             of keep-alives is checked with one GET of the task.
-        max_stream_failures: failed stream connects in a row before polling.
+        max_stream_failures: stream connects in a row that bring no event
+            before polling instead.
         reconnect_backoff: base delay (seconds) before reconnecting a broken
-            stream; doubles per failure in a row, with jitter, up to 10 s.
+            stream; full jitter, doubling per short-lived connection in a row
+            up to 30 s, back to the base after a connection that stayed up a
+            minute; two connects are never less than twice this apart.
         allow_insecure_http: allow plain http to a host that is not loopback.
+        max_upload_size: the largest input file (bytes) ``validate`` lets
+            through before anything is sent; default 500 MB, the service's
+            documented limit. None: no local check.
+        upload_cache: reuse the file key of an input uploaded before (same
+            bytes, base URL and team) for up to 20 hours of the service's one
+            day: ``True`` keeps the cache in the platform's user cache folder,
+            a path keeps it there; default ``False`` (no files written).
 
     Raises:
         ConfigurationError: no key, a JWT without a team id, a bad base URL.
@@ -386,6 +371,8 @@ class Client:
         max_stream_failures: int = 3,
         reconnect_backoff: float = 0.5,
         allow_insecure_http: bool = False,
+        max_upload_size: Optional[int] = DEFAULT_MAX_UPLOAD_SIZE,
+        upload_cache: Union[bool, str, os.PathLike[str]] = False,
     ) -> None:
         token = api_key if api_key is not None else os.environ.get("CYBERUN_API_KEY", "")
         if not token or not token.strip():
@@ -424,6 +411,8 @@ class Client:
             liveness_interval=liveness_interval,
             max_stream_failures=max_stream_failures,
             reconnect_backoff=reconnect_backoff,
+            max_upload_size=max_upload_size,
+            upload_cache=cache_for(upload_cache, _cache_scope(self.base_url, credentials)),
         )
 
     def _configure(
@@ -436,12 +425,18 @@ class Client:
         liveness_interval: float,
         max_stream_failures: int,
         reconnect_backoff: float,
+        max_upload_size: Optional[int],
+        upload_cache: Optional[UploadCache],
     ) -> None:
         """Set all but the base URL and the transport (for ``__init__`` and ``with_options``)."""
         _check_number("poll_interval", poll_interval, minimum=0, inclusive=False)
         _check_number("liveness_interval", liveness_interval, minimum=0, inclusive=False)
         _check_number("max_stream_failures", max_stream_failures, minimum=1, integer=True)
         _check_number("reconnect_backoff", reconnect_backoff, minimum=0)
+        if max_upload_size is not None:
+            _check_number("max_upload_size", max_upload_size, minimum=0, integer=True)
+        self.max_upload_size: Optional[int] = max_upload_size
+        self._upload_cache = upload_cache
         self.timeout: Timeout = timeout
         self.retry: RetryPolicy = retry
         self.poll_interval: float = poll_interval
@@ -462,7 +457,9 @@ class Client:
                 else type(self._transport).__name__
             ),
         )
-        self._controls: Set[Control] = set()
+        self._uploader = Uploader(self._api, cache=upload_cache)
+        # Weak: an abandoned event stream releases its wait with it.
+        self._controls: weakref.WeakSet[Control] = weakref.WeakSet()
         self._lock = threading.Lock()
         # Parameter definitions fetched for validation, by the workflow string
         # given to run (one GET per workflow per client).
@@ -487,8 +484,9 @@ class Client:
         connection pool). Closing the copy stops the copy's own waits and
         streams but never closes the shared transport; closing the original
         does. Every keyword of [`Client`][cyberun.Client] is accepted except
-        ``api_key``, ``team_id``, ``base_url`` and ``transport``; one left out
-        keeps this client's value.
+        ``api_key``, ``team_id``, ``base_url``, ``transport``,
+        ``max_upload_size`` and ``upload_cache`` (kept as they are); one left
+        out keeps this client's value.
 
         ```python
         from cyberun import Client, RetryPolicy
@@ -532,6 +530,8 @@ class Client:
                 if isinstance(reconnect_backoff, DefaultType)
                 else reconnect_backoff
             ),
+            max_upload_size=self.max_upload_size,
+            upload_cache=self._upload_cache,
         )
         return copy
 
@@ -635,19 +635,20 @@ class Client:
             body.update(extra_body)
         if validate:
             self._validate(workflow, params)
-        for key, value in list(params.items()):
-            if _is_file(value):
-                params[key] = self.upload_file(
-                    value,
-                    on_progress=(
-                        None
-                        if on_upload_progress is None
-                        else lambda sent, total, key=key: on_upload_progress(key, sent, total)  # type: ignore[misc]
-                    ),
-                )
-        task_id = self._api.run_workflow(workflow, body)
+        uploads = upload_inputs(self._uploader, params, on_upload_progress)
+        try:
+            task_id = self._api.run_workflow(workflow, body)
+        except BadRequest as exc:
+            # A 400 proves no task started: an input the cache reused that the
+            # service no longer has is uploaded again, and the run sent once more.
+            if not reupload_stale(self._uploader, parameters or {}, params, uploads, exc):
+                raise
+            task_id = self._api.run_workflow(workflow, body)
         logger.info("started task %s (%s)", task_id, workflow)
-        return TaskHandle(self, task_id)
+        handle = TaskHandle(self, task_id)
+        handle._uploads = uploads
+        handle._parameters = {k: v for k, v in params.items() if k not in uploads}
+        return handle
 
     def _validate(self, workflow: str, parameters: Mapping[str, Any]) -> None:
         """Check parameters against the workflow's definitions (fetched once per client)."""
@@ -661,10 +662,14 @@ class Client:
             ) from exc
         # A local file for a file parameter is checked as the file key it becomes.
         checked = {
-            key: (_file_name(value) if _is_file(value) else value)
+            key: (local_name_and_size(value)[0] if is_local_file(value) else value)
             for key, value in parameters.items()
         }
-        raise_for_parameters(definition, checked)
+        raise_for_parameters(
+            definition,
+            checked,
+            extra=file_problems(definition, parameters, max_upload_size=self.max_upload_size),
+        )
 
     def _workflow_definition(self, workflow: str) -> Workflow:
         """The workflow as ``get_workflow`` returns it, fetched once per client."""
@@ -685,27 +690,14 @@ class Client:
     ) -> str:
         """Upload an input file; return the file key to pass as a ``file`` parameter.
 
-        The file is streamed, never read whole into memory.
+        The file is streamed, never read whole into memory. A folder is
+        packed into a zip first (sorted, relative paths, symlinks skipped).
+        A PUT that fails starts again from a fresh presigned URL; with
+        ``upload_cache``, bytes uploaded before reuse their file key.
         """
-        opened: Optional[IO[bytes]] = None
-        try:
-            if isinstance(file, (str, os.PathLike)):
-                path = Path(file)
-                opened = path.open("rb")
-                stream: IO[bytes] = opened
-                name = path.name
-                size = path.stat().st_size
-            else:
-                stream = file
-                name = os.path.basename(str(getattr(file, "name", "") or "upload.bin"))
-                size = _remaining_size(stream)
-            kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-            target = self._api.presign_upload(name, size, kind)
-            self._api.upload(target, stream, size=size, on_progress=on_progress)
-            return target.file_key
-        finally:
-            if opened is not None:
-                opened.close()
+        return self._uploader.upload(
+            file, content_type=content_type, on_progress=on_progress
+        ).file_key
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle to an existing task (no request is made)."""
@@ -809,14 +801,15 @@ class Client:
         """
         _check_mode(mode)
         control = self._control(timeout, stop)
-
-        def generate() -> Iterator[TaskEvent]:
-            try:
-                yield from self._follow(task_id, control, mode)
-            except DeadlineReached:
-                raise WaitTimeout(_timeout_message(task_id, timeout), task_id=task_id) from None
-
-        return EventStream(generate(), control, lambda: self._release(control))
+        follower = self._follower(task_id, control, mode, fetch_result=False)
+        events = follow_events(
+            follower,
+            self._api_for(control),
+            control,
+            timeout=self.timeout,
+            wait_timeout=timeout,
+        )
+        return EventStream(events, control, lambda: self._release(control))
 
     def wait(
         self,
@@ -832,17 +825,21 @@ class Client:
 
         Args:
             task_id: the task.
-            timeout: the most seconds to wait (wall clock, sleeping and
-                reconnecting included); None waits as long as it takes.
+            timeout: the most seconds to wait (wall clock, sleeping,
+                reconnecting and fetching the result included); the call
+                returns or raises within about half a second of it, whatever
+                the server does. None waits as long as it takes.
             on_event: called with every event as it arrives.
             mode: ``"auto"``, ``"stream"`` or ``"poll"`` (see [`events`][cyberun.Client.events]).
             cancel_on_timeout: cancel the task on the server when the
-                deadline passes, so it stops costing GPU time.
+                deadline passes, so it stops costing GPU time. A cancel that
+                fails is attached to the ``WaitTimeout`` as ``cancel_error``.
             stop: set this event (from any thread) to stop waiting.
 
         Raises:
             TaskFailed: the task failed; ``error`` holds the server's message.
             TaskCancelled: the task was cancelled.
+            UnknownTaskStatus: the task ended in a status this SDK does not know.
             WaitTimeout: the deadline passed; the task still runs on the
                 server unless ``cancel_on_timeout``.
             WaitStopped: the stop event was set or the client closed.
@@ -850,79 +847,37 @@ class Client:
         _check_mode(mode)
         control = self._control(timeout, stop)
         try:
-            return self._wait(task_id, control, on_event, mode, cancel_on_timeout, timeout)
-        finally:
-            self._release(control)
-
-    def _wait(
-        self,
-        task_id: str,
-        control: Control,
-        on_event: Optional[Callable[[TaskEvent], None]],
-        mode: str,
-        cancel_on_timeout: bool,
-        timeout: Optional[float],
-    ) -> TaskResult:
-        try:
-            for event in self._follow(task_id, control, mode):
+            follower = self._follower(task_id, control, mode, fetch_result=True)
+            for event in drive(follower, self._api_for(control), control, timeout=self.timeout):
                 if on_event is not None:
                     on_event(event)
-                if isinstance(event, CompletedEvent):
-                    try:
-                        return self._api_for(control).get_result(task_id)
-                    except TransportError:
-                        control.check()  # ended by the wait's stop or deadline: say so
-                        raise
-                if isinstance(event, FailedEvent):
-                    message = event.error or "no error message"
-                    raise TaskFailed(
-                        f"task {task_id} failed: {message}", task_id=task_id, error=event.error
-                    )
-                if isinstance(event, CancelledEvent):
-                    raise TaskCancelled(f"task {task_id} was cancelled", task_id=task_id)
-            raise DecodeError(
-                f"following task {task_id} ended without a terminal event"
-            )  # pragma: no cover
-        except DeadlineReached:
-            if cancel_on_timeout:
-                self.cancel(task_id)
-                raise WaitTimeout(
-                    f"task {task_id} did not finish within {timeout}s; it was cancelled",
-                    task_id=task_id,
-                ) from None
-            raise WaitTimeout(_timeout_message(task_id, timeout), task_id=task_id) from None
-        except Stopped:
-            raise WaitStopped(
-                f"stopped waiting for task {task_id}; it keeps running on the server",
-                task_id=task_id,
-            ) from None
+        finally:
+            self._release(control)
+        outcome = follower.outcome
+        assert outcome is not None
+        cancel_error = None
+        if outcome.kind == "timeout" and cancel_on_timeout:
+            cancel_error = cancel_quietly(self._api, task_id)
+        return settle(
+            outcome,
+            task_id,
+            timeout,
+            cancel_requested=cancel_on_timeout,
+            cancel_error=cancel_error,
+        )
 
-    def _follow(self, task_id: str, control: Control, mode: str) -> Iterator[TaskEvent]:
-        api = self._api_for(control)
-        progression = Progression()
-
-        def poll() -> Iterator[TaskEvent]:
-            return follow_polling(
-                api,
-                task_id,
-                control=control,
-                progression=progression,
-                poll_interval=self.poll_interval,
-            )
-
-        if mode == "poll":
-            return _ended_by(control, poll())
-        return _ended_by(
-            control,
-            follow_stream(
-                api,
-                task_id,
-                control=control,
-                progression=progression,
-                settings=self.stream_settings,
-                timeout=self.timeout,
-                poll=poll,
-            ),
+    def _follower(
+        self, task_id: str, control: Control, mode: str, *, fetch_result: bool
+    ) -> Follower:
+        return Follower(
+            task_id,
+            now=time.monotonic(),
+            deadline=control.deadline,
+            poll=mode == "poll",
+            fetch_result=fetch_result,
+            settings=self.stream_settings,
+            poll_interval=self.poll_interval,
+            random=random_source(),
         )
 
     def _control(self, timeout: Optional[float], stop: Optional[threading.Event]) -> Control:
@@ -950,14 +905,19 @@ class Client:
         *,
         overwrite: bool = False,
         on_progress: Optional[ProgressCallback] = None,
+        reserve: Sequence[str] = (),
+        max_concurrency: int = 4,
     ) -> List[Path]:
         """Download every output file of a completed task into ``dest_dir``.
 
         Files are named after their output key (``9.images.0.png``) or the
-        URL's file name, made safe for any file system. Each is written to a
-        temporary file and renamed into place when complete; a failed or
-        interrupted download leaves nothing behind. Expired links are
-        refreshed once.
+        URL's file name, made safe and unique for any file system (the rule
+        is in the results guide). Each is written to a temporary file and
+        renamed into place when complete; a failed or interrupted download
+        leaves nothing behind, and stale temporary files of an earlier
+        download that was killed are removed. Expired links are refreshed
+        once. A symlink at a target name is replaced (never written through),
+        and only with ``overwrite``.
 
         Args:
             task_or_result: a task id, a handle, or a result already fetched.
@@ -965,17 +925,35 @@ class Client:
             overwrite: replace existing files (otherwise a clash is an error
                 before anything is downloaded).
             on_progress: called as ``(file_name, bytes_done, bytes_total_or_None)``.
+            reserve: names no output may take (and that may not exist yet
+                without ``overwrite``): ``["cyberun-task.json"]`` before
+                writing a run record with
+                [`write_run_record`][cyberun.Client.write_run_record].
+            max_concurrency: files fetched at a time when there are several,
+                each on a thread and connection of its own (``on_progress``
+                is then called from those threads); 1 fetches them one after
+                another on the calling thread. A failure stops the others and
+                leaves only complete files.
 
         Returns:
             The paths written, in the result's order.
 
         Raises:
-            DownloadError: a file could not be fetched or written.
+            TaskFailed: the task failed (the message is the server's).
+            TaskCancelled: the task was cancelled.
+            DownloadError: the task has not completed yet (the message names
+                its status), or a file could not be fetched or written.
         """
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
         return downloader.download_all(
-            result, dest_dir, overwrite=overwrite, on_progress=on_progress
+            result,
+            dest_dir,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            reserved=reserve,
+            max_concurrency=max_concurrency,
         )
 
     def download_output(
@@ -997,6 +975,64 @@ class Client:
         result, task_id = self._result_of(task_or_result)
         downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
         return downloader.download_into(result, key, file, on_progress=on_progress)
+
+    def read_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: Optional[str] = None,
+        *,
+        max_bytes: Optional[int] = DEFAULT_MAX_READ,
+    ) -> bytes:
+        """One output's bytes, in memory.
+
+        The same rules as [`download`][cyberun.Client.download]: only a
+        completed task, expired links refreshed, resumes that never splice
+        two objects.
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: the output's key in ``download_urls`` (``""`` for
+                ``download_url``); None means the only output.
+            max_bytes: refuse a larger output (default 100 MiB; None: no
+                limit). Stream big ones with [`open_output`][cyberun.Client.open_output].
+
+        Raises:
+            DownloadError: no such output, several outputs and no ``key``
+                (the message lists them), larger than ``max_bytes``, or
+                the transfer failed.
+            TaskFailed: the task failed (and ``TaskCancelled``).
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.read(result, key, max_bytes=max_bytes)
+
+    def open_output(
+        self,
+        task_or_result: Union[str, TaskHandle, TaskResult],
+        key: Optional[str] = None,
+    ) -> io.BufferedReader:
+        """One output as a readable binary stream; close it (or use ``with``) when done.
+
+        ```python
+        import cyberun
+
+        with cyberun.Client() as client:
+            task = client.run("text-to-image", {"prompt": "a fox"})
+            with client.open_output(task.wait()) as stream:
+                assert stream.read(8)[1:4] == b"PNG"
+        ```
+
+        Args:
+            task_or_result: a task id, a handle, or a result.
+            key: as for [`read_output`][cyberun.Client.read_output].
+
+        Raises:
+            DownloadError: as for [`read_output`][cyberun.Client.read_output]
+                (transfer errors while reading, too).
+        """
+        result, task_id = self._result_of(task_or_result)
+        downloader = Downloader(self._api, lambda: self.get_result(task_id), timeout=self.timeout)
+        return downloader.open_stream(result, key)
 
     def _result_of(self, value: Union[str, TaskHandle, TaskResult]) -> Tuple[TaskResult, str]:
         if isinstance(value, TaskResult):
@@ -1023,6 +1059,7 @@ class Client:
         stop: Optional[threading.Event] = None,
         download_to: Union[str, os.PathLike[str], None] = None,
         overwrite: bool = False,
+        run_record: bool = True,
     ) -> RunOutcome:
         """Run a workflow, follow it to the end, and optionally download its files.
 
@@ -1045,8 +1082,16 @@ class Client:
             mode: as for [`wait`][cyberun.Client.wait].
             cancel_on_timeout: as for [`wait`][cyberun.Client.wait].
             stop: as for [`wait`][cyberun.Client.wait].
-            download_to: a folder to download the result's files into.
-            overwrite: replace existing files there.
+            download_to: a folder to download the result's files into. It is
+                checked before the task is started: it must be a writable
+                folder (or not exist yet) and, without ``overwrite``, hold no
+                files yet.
+            overwrite: download into a folder that holds files, replacing
+                those with the same names.
+            run_record: with ``download_to``, also write ``cyberun-task.json``
+                there: the workflow, parameters (inputs as name, size and
+                SHA-256), task id, GPU, agent, times, output files and the
+                stage/message lines seen (see the results guide).
 
         Returns:
             The task, its result and the files downloaded.
@@ -1055,9 +1100,13 @@ class Client:
             ParameterError: as [`run`][cyberun.Client.run] raises it.
             TaskFailed: as [`wait`][cyberun.Client.wait] raises it (and
                 ``TaskCancelled``, ``WaitTimeout``, ``WaitStopped``).
-            DownloadError: a file could not be fetched or written.
+            DownloadError: ``download_to`` cannot take the files (raised
+                before anything is started), or a file could not be fetched
+                or written.
         """
         _check_mode(mode)
+        if download_to is not None:  # before a billed task starts, not after it ran
+            check_destination(download_to, overwrite=overwrite)
         task = self.run(
             workflow,
             parameters,
@@ -1069,17 +1118,72 @@ class Client:
             on_upload_progress=on_upload_progress,
             extra_body=extra_body,
         )
+        log = EventLog()
         result = task.wait(
             timeout=timeout,
-            on_event=on_event,
+            on_event=log if on_event is None else _both(log, on_event),
             mode=mode,
             cancel_on_timeout=cancel_on_timeout,
             stop=stop,
         )
-        files = (
-            [] if download_to is None else self.download(result, download_to, overwrite=overwrite)
+        if download_to is None:
+            return RunOutcome(task=task, result=result, files=[])
+        downloader = Downloader(self._api, lambda: self.get_result(task.id), timeout=self.timeout)
+        named = downloader.download_named(
+            result,
+            download_to,
+            overwrite=overwrite,
+            reserved=[RECORD_NAME] if run_record else (),
+            max_concurrency=4,
         )
-        return RunOutcome(task=task, result=result, files=files)
+        if run_record:
+            self.write_run_record(task, download_to, named, log.lines, workflow=workflow)
+        return RunOutcome(task=task, result=result, files=[path for _, path in named])
+
+    def write_run_record(
+        self,
+        task: TaskHandle,
+        folder: Union[str, os.PathLike[str]],
+        outputs: Sequence[Tuple[str, Path]],
+        log: Sequence[Mapping[str, Any]] = (),
+        *,
+        workflow: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+    ) -> Path:
+        """Write ``cyberun-task.json`` for a finished task into ``folder``; return its path.
+
+        [`run_and_wait`][cyberun.Client.run_and_wait] and the CLI's
+        ``--download`` call this; call it yourself after your own downloads.
+
+        Args:
+            task: the task (a handle from ``run`` knows its uploaded inputs).
+            folder: where the outputs are.
+            outputs: ``(output key, path)`` of each file.
+            log: the stage/message lines seen (an ``EventLog``'s ``lines``).
+            workflow: the workflow string given to ``run`` (its definition,
+                if fetched for validation, gives ``slug@version``).
+            parameters: the run parameters, when known.
+        """
+        details = self.get_task(task.id)
+        definition = self._definitions.get(workflow or "")
+        if definition is None and details.workflow_id:
+            try:
+                definition = self.get_workflow(details.workflow_id)
+            except CyberunError:  # the record is a courtesy; it never fails a run
+                logger.info("could not fetch workflow %s for the run record", details.workflow_id)
+        uploads = getattr(task, "_uploads", {})
+        sent = dict(parameters if parameters is not None else getattr(task, "_parameters", {}))
+        for key, done in uploads.items():
+            sent[key] = done.file_key
+        record = build_record(
+            details,
+            workflow=definition,
+            parameters=sent,
+            inputs={key: done.record() for key, done in uploads.items()},
+            outputs=outputs,
+            log=log,
+        )
+        return write_record(Path(folder), record)
 
     def as_completed(
         self,
@@ -1088,14 +1192,18 @@ class Client:
         max_streams: int = 8,
         timeout: Optional[float] = None,
         mode: FollowMode = "auto",
+        on_event: Optional[BatchEventCallback] = None,
+        cancel_on_timeout: bool = False,
     ) -> Iterator[Completion]:
         """Follow many tasks at once; yield a [`Completion`][cyberun.Completion] as each ends.
 
         At most ``max_streams`` tasks are streamed at a time, from that many
         threads; the others are polled by one more thread, so hundreds of
         tasks never mean hundreds of connections. A task that ends while
-        polled is reported without ever being streamed. Stopping the
-        iteration early stops every thread.
+        polled is reported without ever being streamed; an error on a poll
+        is retried like any GET and never ends a task early. Every task is
+        reported once, with its real outcome. Stopping the iteration early
+        (or dropping the iterator) stops every thread.
 
         Args:
             task_ids: task ids (or handles).
@@ -1103,9 +1211,28 @@ class Client:
             timeout: after this many seconds, every unfinished task is
                 reported with a [`WaitTimeout`][cyberun.WaitTimeout] error.
             mode: ``"auto"`` or ``"poll"`` for the streamed tasks.
+            on_event: called as ``on_event(task_id, event)`` with every event
+                of every task, from the thread following that task.
+            cancel_on_timeout: cancel the unfinished tasks when the deadline
+                passes (a failed cancel is the ``WaitTimeout``'s ``cancel_error``).
         """
+        _check_mode(mode)
         ids = list(dict.fromkeys(t.id if isinstance(t, TaskHandle) else t for t in task_ids))
-        return _Batch(self, ids, max_streams=max_streams, timeout=timeout, mode=mode).run()
+        control = self._control(timeout, None)
+        batch = Batch(
+            self._api,
+            ids,
+            control=control,
+            timeout=timeout,
+            max_streams=max_streams,
+            poll=mode == "poll",
+            settings=self.stream_settings,
+            poll_interval=self.poll_interval,
+            request_timeout=self.timeout,
+            on_event=on_event,
+            cancel_on_timeout=cancel_on_timeout,
+        )
+        return batch.run()
 
     # -- webhooks (management API: a JWT with team id, or a dk- key) -----------------------------
 
@@ -1278,26 +1405,6 @@ def _with_message(error: CyberunError, message: str) -> CyberunError:
     return copy
 
 
-def _file_name(value: Any) -> str:
-    """The base name of a path or of a file object's ``name``; ``upload.bin`` without one."""
-    name = os.fspath(value) if isinstance(value, os.PathLike) else getattr(value, "name", "")
-    return os.path.basename(str(name)) if name else "upload.bin"
-
-
-def _ended_by(control: Control, events: Iterator[TaskEvent]) -> Iterator[TaskEvent]:
-    """``events``, where a request ended by the wait's stop or deadline says so.
-
-    The endpoint layer carries the wait's cancel token and deadline, so an
-    interrupt or the deadline ends a request in flight with a transport
-    error; following reports it as ``Stopped`` / ``DeadlineReached``.
-    """
-    try:
-        yield from events
-    except TransportError:
-        control.check()
-        raise
-
-
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
@@ -1341,185 +1448,25 @@ def _check_mode(mode: object) -> None:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
-def _timeout_message(task_id: str, timeout: Optional[float]) -> str:
-    return (
-        f"task {task_id} did not finish within {timeout}s; it is still running on the server "
-        "(wait on it again, or cancel it)"
-    )
+def _both(
+    first: Callable[[TaskEvent], None], second: Callable[[TaskEvent], None]
+) -> Callable[[TaskEvent], None]:
+    def call(event: TaskEvent) -> None:
+        first(event)
+        second(event)
+
+    return call
 
 
-def _is_file(value: Any) -> bool:
-    if isinstance(value, os.PathLike):
-        return True
-    return callable(getattr(value, "read", None)) and not isinstance(value, (str, bytes))
+def _cache_scope(base_url: str, credentials: Credentials) -> str:
+    """What upload cache entries are keyed by besides the bytes: the host and the team.
 
+    A key whose team the server derives (``sk-``, ``dk-``) is identified by a
+    hash of it; the cache never holds the key itself.
+    """
+    import hashlib
 
-def _remaining_size(stream: IO[bytes]) -> int:
-    if isinstance(stream, io.BytesIO):
-        return len(stream.getbuffer()) - stream.tell()
-    try:
-        return os.fstat(stream.fileno()).st_size - stream.tell()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        pass
-    try:
-        position = stream.tell()
-        end = stream.seek(0, os.SEEK_END)
-        stream.seek(position)
-        return end - position
-    except (AttributeError, OSError, io.UnsupportedOperation) as exc:
-        raise ConfigurationError(
-            "cannot tell the size of this file object; pass a path, or a seekable file"
-        ) from exc
-
-
-class _Batch:
-    """The machinery behind Client.as_completed: stream workers plus one poller."""
-
-    def __init__(
-        self,
-        client: Client,
-        ids: List[str],
-        *,
-        max_streams: int,
-        timeout: Optional[float],
-        mode: str,
-    ) -> None:
-        self.client = client
-        self.ids = ids
-        self.max_streams = max(0, max_streams)
-        self.timeout = timeout
-        self.mode = mode
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.waiting = list(ids)  # not yet streamed: polled meanwhile
-        self.reported: Set[str] = set()
-        self.results: queue.Queue[Completion] = queue.Queue()
-        self.deadline = Control(timeout, self.stop)
-        self.threads: List[threading.Thread] = []
-        self.controls: Set[Control] = set()
-
-    def run(self) -> Iterator[Completion]:
-        streams = min(self.max_streams, len(self.ids)) if self.mode != "poll" else 0
-        for n in range(streams):
-            self._start(self._stream_worker, f"cyberun-stream-{n}")
-        self._start(self._poller, "cyberun-poller")
-        try:
-            delivered = 0
-            while delivered < len(self.ids):
-                try:
-                    completion = self.results.get(timeout=self.deadline.remaining())
-                except queue.Empty:
-                    break  # the deadline passed
-                delivered += 1
-                yield completion
-            self._stop_workers()
-            for task_id in self.ids:
-                timeout = WaitTimeout(_timeout_message(task_id, self.timeout), task_id=task_id)
-                self._report(task_id, error=timeout)
-            while delivered < len(self.ids):
-                delivered += 1
-                yield self.results.get_nowait()
-        finally:
-            self._stop_workers()
-            for thread in self.threads:
-                thread.join(10)
-
-    def _start(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _stop_workers(self) -> None:
-        self.stop.set()
-        self.deadline.interrupt()
-        with self.lock:
-            controls = list(self.controls)
-        for control in controls:
-            control.interrupt()  # unblock streams waiting for data
-
-    def _report(
-        self, task_id: str, result: Optional[TaskResult] = None, error: Optional[Exception] = None
-    ) -> None:
-        # Claiming and queueing are one step: a completion is never claimed
-        # without being queued, nor queued twice.
-        with self.lock:
-            if task_id in self.reported:
-                return
-            self.reported.add(task_id)
-            if task_id in self.waiting:
-                self.waiting.remove(task_id)
-            self.results.put(Completion(task_id, result, error))
-
-    def _stream_worker(self) -> None:
-        while not self.stop.is_set():
-            with self.lock:
-                if not self.waiting:
-                    return
-                task_id = self.waiting.pop(0)
-            try:
-                control = self.client._control(self.deadline.remaining(), self.stop)
-            except WaitStopped:
-                return
-            with self.lock:
-                self.controls.add(control)
-            try:
-                result = self.client._wait(task_id, control, None, self.mode, False, self.timeout)
-            except (WaitStopped, WaitTimeout):
-                return  # the consumer reports every unfinished task as timed out
-            except Exception as exc:  # a bug must not leave the consumer waiting forever
-                self._report(task_id, error=exc)
-                continue
-            finally:
-                self.client._release(control)
-                with self.lock:
-                    self.controls.discard(control)
-            self._report(task_id, result=result)
-
-    def _poller(self) -> None:
-        api = self.client._api.scoped(deadline=self.deadline.deadline, cancel=self.deadline.token)
-        try:
-            while not self.stop.is_set():
-                with self.lock:
-                    batch = [t for t in self.waiting if t not in self.reported]
-                    if not batch and len(self.reported) == len(self.ids):
-                        return
-                for task_id in batch:
-                    self.deadline.check()
-                    try:
-                        task = api.get_task(task_id)
-                    except (Stopped, DeadlineReached):
-                        raise
-                    except Exception as exc:
-                        self.deadline.check()  # a stop or the deadline ended the request
-                        self._report(task_id, error=exc)
-                        continue
-                    self._poll_outcome(api, task_id, task)
-                self.deadline.sleep(self.client.poll_interval)
-        except (Stopped, DeadlineReached):
-            return
-
-    def _poll_outcome(self, api: Endpoints, task_id: str, task: Task) -> None:
-        status = task.task_status
-        if status is None or not status.is_terminal:
-            return
-        with self.lock:
-            if task_id not in self.waiting:
-                return  # a stream worker took it meanwhile
-            self.waiting.remove(task_id)
-        if status == "completed":
-            try:
-                self._report(task_id, result=api.get_result(task_id))
-            except Exception as exc:
-                self.deadline.check()  # a stop or the deadline ended the request
-                self._report(task_id, error=exc)
-        elif status == "failed":
-            message = f"task {task_id} failed: {task.task_error}"
-            self._report(
-                task_id,
-                error=TaskFailed(message, task_id=task_id, task=task, error=task.task_error),
-            )
-        else:
-            self._report(
-                task_id,
-                error=TaskCancelled(f"task {task_id} was cancelled", task_id=task_id, task=task),
-            )
+    team = credentials.team_id
+    if team is None or credentials.kind in ("integration", "device"):
+        team = "key:" + hashlib.sha256(credentials.secrets()[0].encode()).hexdigest()[:32]
+    return f"{base_url}\n{team}"

@@ -79,6 +79,7 @@ __all__ = [
     "TaskFailed",
     "TooManyRedirects",
     "TransportError",
+    "UnknownTaskStatus",
     "WaitStopped",
     "WaitTimeout",
 ]
@@ -424,11 +425,46 @@ class TaskCancelled(TaskError):
 
 
 class WaitTimeout(TaskError, TimeoutError):
-    """The wait's deadline passed before the task finished.
+    """The wait's deadline passed before the task finished (or before its result arrived).
 
     The task keeps running on the server (unless the wait was asked to cancel
-    it on timeout); wait on it again or cancel it.
+    it on timeout); wait on it again or cancel it. When the task had already
+    completed but its result could not be fetched in time, the message says
+    so: call ``client.get_result(task_id)``.
+
+    Attributes:
+        cancel_error: with ``cancel_on_timeout``, the error that stopped the
+            cancel request, or None (no cancel asked, or it succeeded).
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str = "",
+        task: Optional[Task] = None,
+        cancel_error: Optional[CyberunError] = None,
+    ) -> None:
+        super().__init__(message, task_id=task_id, task=task)
+        self.cancel_error = cancel_error
+
+
+class UnknownTaskStatus(TaskError):
+    """The task ended in a status this SDK version does not know.
+
+    The server reported a status newer than this SDK together with
+    ``completed_at``: the task will not change again. Upgrade the SDK; the
+    task itself is in ``task``.
+
+    Attributes:
+        status: the status as the server sent it.
+    """
+
+    def __init__(
+        self, message: str, *, task_id: str = "", task: Optional[Task] = None, status: str = ""
+    ) -> None:
+        super().__init__(message, task_id=task_id, task=task)
+        self.status = status
 
 
 class WaitStopped(TaskError):

@@ -287,6 +287,24 @@ class Task:
         """True once the task is completed, failed or cancelled."""
         return self.task_status is not None and self.task_status.is_terminal
 
+    @property
+    def queue_seconds(self) -> Optional[float]:
+        """Seconds from creation until it started running (None until it has)."""
+        return _seconds_between(self.created_at, self.started_at)
+
+    @property
+    def run_seconds(self) -> Optional[float]:
+        """Seconds from the start of its run until it ended (None until both happened)."""
+        return _seconds_between(self.started_at, self.completed_at)
+
+
+def _seconds_between(start: Optional[datetime], end: Optional[datetime]) -> Optional[float]:
+    if start is None or end is None:
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):  # one naive: read both as UTC
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return max((end - start).total_seconds(), 0.0)
+
 
 @attrs.frozen
 class TaskResult:

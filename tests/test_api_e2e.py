@@ -18,7 +18,7 @@ from cyberun.transports import Timeout, transport_by_name
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(clock=ManualClock(), sse_ids=True) as emulator:  # ids until issue 17
+    with CyberunEmulator(clock=ManualClock()) as emulator:
         yield emulator
 
 

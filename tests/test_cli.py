@@ -15,13 +15,14 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from cyberun.cli import main
+import cyberun
+from cyberun.cli import _after_cancel, main
 from cyberun.testing import CyberunEmulator
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(time_scale=0.01, sse_ids=True) as emulator:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.01) as emulator:
         yield emulator
 
 
@@ -296,7 +297,9 @@ def test_demo_of_a_workflow_that_takes_a_file(tmp_path: Path) -> None:
         "demo", "--workflow", "gaussian-splat", "--dir", str(tmp_path), "--time-scale", "0.01"
     )
     assert code == 0, err
-    assert [p.suffix for p in tmp_path.iterdir()] == [".ply"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [os.path.splitext(n)[1] for n in names] == [".json", ".ply"]
+    assert names[0] == "cyberun-task.json"  # the run record, beside the output
 
 
 def test_help_for_every_command_has_examples() -> None:
@@ -350,7 +353,8 @@ def test_progress_on_a_pipe_is_plain_lines(env: Dict[str, str]) -> None:
 def test_ctrl_c_while_following(
     env: Dict[str, str], server: CyberunEmulator, cancel: bool
 ) -> None:
-    task_id = server.create_task("slow-render")
+    # 10,000 emulated seconds (100 s here): it cannot end before the Ctrl-C's cancel.
+    task_id = server.create_task("slow-render", {"steps": 10_000})
     args = [sys.executable, "-m", "cyberun", "watch", task_id] + (
         ["--cancel-on-interrupt"] if cancel else []
     )
@@ -374,6 +378,22 @@ def test_ctrl_c_while_following(
     else:
         assert "keeps running on the server" in err and f"cyberun watch {task_id}" in err
         assert server.task_status(task_id) != "cancelled"
+
+
+@pytest.mark.usefixtures("interruptible_children")
+def test_ctrl_c_with_cancel_on_a_task_that_already_ended_says_so(
+    env: Dict[str, str], server: CyberunEmulator
+) -> None:
+    # The API answers a cancel of an ended task with success: the command must
+    # not claim it cancelled a task that completed (and was billed).
+    task_id = server.create_task("text-to-image", {"prompt": "x", "steps": 1})
+    with cyberun.Client(server.api_key, base_url=server.base_url) as client:
+        client.wait(task_id)
+        client.cancel(task_id)  # the API's answer on an ended task: success, no-op
+        assert client.get_task(task_id).task_status == "completed"
+        message = _after_cancel(client, task_id)
+    assert "already completed" in message and "nothing was cancelled" in message
+    assert f"cyberun result {task_id}" in message
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")

@@ -119,7 +119,7 @@ def docstring_blocks() -> List[Block]:
 @pytest.fixture
 def docs_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CyberunEmulator]:
     """An emulator for one page, its credentials in the environment, a fresh folder."""
-    with CyberunEmulator(time_scale=0.02, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.02) as server:
         monkeypatch.chdir(tmp_path)
         for name in ("CYBERUN_API_KEY", "CYBERUN_BASE_URL", "CYBERUN_TEAM_ID"):
             monkeypatch.delenv(name, raising=False)

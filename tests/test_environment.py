@@ -20,7 +20,8 @@ def test_minimal_environment_has_no_http_library() -> None:
 
 
 @pytest.mark.skipif(
-    not os.environ.get("CYBERUN_EXPECT_URLLIB3"), reason="only in tox -e urllib3v1"
+    not os.environ.get("CYBERUN_EXPECT_URLLIB3"),
+    reason="only in tox -e urllib3v1 and the lowest-* environments",
 )
 def test_legacy_environment_runs_urllib3_one() -> None:
     import urllib3

@@ -1,23 +1,23 @@
-"""How to follow a task and get its output: streaming, polling, results.
+"""How to follow a task and get its output: the follower, its driver, results.
 
-The client picks a strategy; strategies use the endpoint layer only and
+The client picks what to call; strategies use the endpoint layer only and
 never a concrete transport.
 """
 
-from ._common import Control, DeadlineReached, Progression, Stopped
-from .polling import follow_polling
+from ._common import Control
+from .driver import drive, follow_events, settle
+from .follow import Follower, Outcome, StreamSettings
 from .results import Downloader, output_names, safe_file_name
-from .streaming import StreamSettings, follow_stream
 
 __all__ = [
     "Control",
-    "DeadlineReached",
     "Downloader",
-    "Progression",
-    "Stopped",
+    "Follower",
+    "Outcome",
     "StreamSettings",
-    "follow_polling",
-    "follow_stream",
+    "drive",
+    "follow_events",
     "output_names",
     "safe_file_name",
+    "settle",
 ]

@@ -1,51 +1,25 @@
-"""What the following strategies share: deadlines, stopping, event bookkeeping."""
+"""The stop signals and deadline of one wait, shared with the threads that stop it."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Optional, Set
 
-from ..errors import CyberunError
-from ..models import (
-    CancelledEvent,
-    CompletedEvent,
-    FailedEvent,
-    ProgressEvent,
-    StatusEvent,
-    Task,
-    TaskEvent,
-    TaskStatus,
-)
 from ..transports._base import CancelToken, Response
 
-__all__ = [
-    "Control",
-    "DeadlineReached",
-    "Progression",
-    "Stopped",
-    "status_event_for",
-    "terminal_event_for",
-]
+__all__ = ["Control"]
 
 logger: logging.Logger = logging.getLogger("cyberun")
-
-
-class Stopped(CyberunError):
-    """Internal: following was stopped (a stop event, a closed stream or client)."""
-
-
-class DeadlineReached(CyberunError):
-    """Internal: the wait's deadline passed."""
 
 
 class Control:
     """The stop signals and deadline of one wait or event stream.
 
-    Thread-safe: `interrupt` may be called from any thread; it closes
-    the response being read (which unblocks the read) and makes the next
-    check raise `Stopped`.
+    Thread-safe: `interrupt` may be called from any thread; it cancels the
+    wait's requests, closes the response being read (which unblocks the
+    read) and makes `stopped` true.
 
     Args:
         timeout: seconds until the deadline (monotonic clock), or None.
@@ -80,23 +54,9 @@ class Control:
         """True once stopped by the user's event or an interrupt."""
         return self._interrupted.is_set() or (self.stop is not None and self.stop.is_set())
 
-    def check(self) -> None:
-        """Raise Stopped or DeadlineReached if following must end now."""
-        if self.stopped:
-            raise Stopped("stopped")
-        if self.deadline is not None and self.clock() >= self.deadline:
-            raise DeadlineReached("deadline reached")
-
-    def sleep(self, seconds: float) -> None:
-        """Wait, ending early (with an exception) on a stop or the deadline."""
-        self.check()
-        remaining = self.remaining()
-        if remaining is not None and seconds >= remaining:
-            self._wait(remaining)
-            self.check()
-            raise DeadlineReached("deadline reached")  # pragma: no cover - check() raised
+    def wait(self, seconds: float) -> None:
+        """Wait up to ``seconds``, returning early once stopped (no exception)."""
         self._wait(seconds)
-        self.check()
 
     def _wait(self, seconds: float) -> None:
         if seconds <= 0:
@@ -148,6 +108,10 @@ class _StopAwareToken(CancelToken):
 
     __slots__ = ("_stop",)
 
+    #: Nothing fires this token when the user's event is set: transports look
+    #: at it now and then while a read waits (see ``transports._sockets``).
+    polled = True
+
     def __init__(self, stop: threading.Event) -> None:
         super().__init__()
         self._stop = stop
@@ -164,101 +128,3 @@ class _StopAwareToken(CancelToken):
                 return False
             super().wait(left)
         return True
-
-
-_RANK: Dict[str, int] = {
-    "pending": 0,
-    "waiting": 1,
-    "provisioning": 2,
-    "queued": 3,
-    "running": 4,
-}
-
-
-class Progression:
-    """Which events the caller should see, so that nothing repeats or goes backwards.
-
-    Events with a stream id are delivered exactly once each, in the order the
-    server sent them. Events without ids (no ids from the server, or states
-    confirmed with a GET) only pass when they move forward: a status later in
-    the lifecycle, more progress. The terminal event passes once.
-    """
-
-    def __init__(self) -> None:
-        self.status: Optional[TaskStatus] = None
-        self.progress: Optional[Tuple[float, int]] = None
-        self.terminal: bool = False
-        self.ids: Set[str] = set()
-
-    def admit(self, event: TaskEvent) -> bool:
-        """True when ``event`` should reach the caller (and record it)."""
-        if self.terminal:
-            return False
-        if event.event_id:
-            if event.event_id in self.ids:
-                return False
-            self.ids.add(event.event_id)
-            self._record(event)
-            return True
-        if isinstance(event, StatusEvent):
-            if self.status is not None:
-                old, new = _RANK.get(str(self.status)), _RANK.get(str(event.status))
-                if event.status == self.status or (
-                    old is not None and new is not None and new < old
-                ):
-                    return False
-        elif isinstance(event, ProgressEvent):
-            key = _progress_key(event)
-            if self.progress is not None and key <= self.progress:
-                return False
-        self._record(event)
-        return True
-
-    def _record(self, event: TaskEvent) -> None:
-        if isinstance(event, StatusEvent):
-            self.status = event.status
-        elif isinstance(event, ProgressEvent):
-            self.progress = _progress_key(event)
-        elif event.is_terminal:
-            self.terminal = True
-
-
-def _progress_key(event: ProgressEvent) -> Tuple[float, int]:
-    return (event.progress if event.progress is not None else -1.0, event.step_current or 0)
-
-
-def status_event_for(task: Task) -> Optional[StatusEvent]:
-    """A status event describing ``task`` (None if it has no status)."""
-    if task.task_status is None:
-        return None
-    return StatusEvent(task_id=task.id, status=task.task_status, timestamp=None)
-
-
-def terminal_event_for(task: Task) -> Optional[TaskEvent]:
-    """The terminal event a stream would have sent for a finished ``task``, else None."""
-    status = task.task_status
-    if status is None or not status.is_terminal:
-        return None
-    if status == "completed":
-        return CompletedEvent(task_id=task.id, completed_at=task.completed_at, output=None)
-    if status == "failed":
-        return FailedEvent(task_id=task.id, error=task.task_error)
-    return CancelledEvent(task_id=task.id)
-
-
-def confirm_events(task: Task, progression: Progression, *, statuses: bool) -> List[TaskEvent]:
-    """Events to emit after checking the task with a GET (terminal, and status if asked)."""
-    events: List[TaskEvent] = []
-    if statuses:
-        status = status_event_for(task)
-        if status is not None and not status.status.is_terminal and progression.admit(status):
-            events.append(status)
-    terminal = terminal_event_for(task)
-    if terminal is not None and progression.admit(terminal):
-        events.append(terminal)
-    return events
-
-
-def first(events: Iterable[TaskEvent]) -> Optional[TaskEvent]:
-    """The first event of an iterable, or None."""
-    return next(iter(events), None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import select
 import socket
 import threading
 import time
@@ -227,6 +228,10 @@ def create_connection(
     raise OSError(f"getaddrinfo returned no address for {host}")
 
 
+#: Seconds between two looks at a polled cancel token while a read waits.
+POLL = 0.1
+
+
 class TimedHTTPResponse(http.client.HTTPResponse):
     """An ``http.client`` response whose every read honours the current request's scope.
 
@@ -258,7 +263,12 @@ class _TimedReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         scope = self._scope
         scope.check()
-        self._sock.settimeout(scope.read_timeout())
+        timeout = scope.read_timeout()
+        if getattr(scope.cancel, "polled", False):
+            # A token that nothing fires (a user's stop event behind it) is
+            # looked at every POLL seconds while the socket has nothing.
+            timeout = self._wait_readable(scope, timeout)
+        self._sock.settimeout(timeout)
         try:
             count: int = self._raw.readinto(buffer)
         except OSError:
@@ -267,6 +277,26 @@ class _TimedReader(io.RawIOBase):
         if not count:
             scope.check()  # ... or as the end of the stream
         return count
+
+    def _wait_readable(self, scope: RequestScope, timeout: Optional[float]) -> Optional[float]:
+        """Wait until the socket has data, checking the token; return the read timeout left."""
+        sock = self._sock
+        end = None if timeout is None else scope.clock() + timeout
+        while True:
+            pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+            if pending is not None and pending():
+                break
+            left = POLL if end is None else min(POLL, end - scope.clock())
+            if left <= 0:
+                return 0.001  # the read timeout passed: let the read say so
+            try:
+                readable, _, _ = select.select([sock], [], [], left)
+            except (OSError, ValueError):
+                break  # a closed or shut-down socket: the read reports it
+            scope.check()
+            if readable:
+                break
+        return None if end is None else max(end - scope.clock(), 0.001)
 
     def fileno(self) -> int:
         return int(self._raw.fileno())

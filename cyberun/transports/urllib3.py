@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Urllib3Transport"]
 
-_CHUNK = 64 * 1024
+_CHUNK = 1024 * 1024  # read1 returns what is there: no read-ahead, fewer system calls
 
 
 class Urllib3Transport(BaseTransport):
@@ -229,6 +229,11 @@ def urllib3_response(
             scope.release()
         if not state["complete"]:
             raw.close()
+        elif read1 is None and fp is not None:
+            # http.client's read1 leaves the reader of a whole body open (its
+            # read() closes it): with "Connection: close" that reader is the
+            # socket's last holder, which would then outlive the response.
+            fp.close()
         raw.release_conn()
 
     def stream() -> Iterator[bytes]:

@@ -10,9 +10,10 @@ import cyberun
 from cyberun.testing import CyberunEmulator
 
 
-@pytest.fixture
-def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(time_scale=0.02, sse_ids=True) as emulator:  # ids until issue 17
+@pytest.fixture(params=[False, True], ids=["no-ids", "ids"])
+def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
+    # Without ids (the documented server, the emulator's default) and with them.
+    with CyberunEmulator(time_scale=0.02, sse_ids=request.param) as emulator:
         yield emulator
 
 

@@ -113,7 +113,7 @@ def test_cancel_on_timeout_stops_the_remote_task(
 
 def test_events_iterator_ends_with_the_terminal_event(make_client: ClientFactory) -> None:
     # Slow enough to see every stage.
-    with CyberunEmulator(time_scale=0.1, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.1) as server:
         client = make_client(server)
         images = client.upload_file(io.BytesIO(b"zip"))
         events = list(client.run("gaussian-splat", {"images": images}).events())
@@ -141,7 +141,7 @@ def test_poll_mode_emits_status_changes_and_the_same_terminal_event(
 
 
 def test_polling_respects_the_interval() -> None:
-    with CyberunEmulator(time_scale=0.05, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.05) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, poll_interval=0.2)
         task = client.run("text-to-image", {"prompt": "x", "steps": 5})
         started = time.monotonic()
@@ -157,17 +157,38 @@ def test_polling_respects_the_interval() -> None:
 
 @pytest.mark.parametrize("after", [1, 30, 150, 400, 900])
 def test_a_drop_at_any_offset_loses_and_duplicates_nothing_with_ids(
-    server: CyberunEmulator, make_client: ClientFactory, after: int
+    make_client: ClientFactory, after: int
 ) -> None:
-    client = make_client(server)
-    task = client.run("slow-render", {"steps": 20})
-    server.inject("drop", route="events", task_id=task.id, after_bytes=after)
-    events = list(task.events())
-    progress = steps(events)
-    assert progress == sorted(set(progress))  # in order, never twice
-    assert progress[-1] == 20 and len(progress) == len(range(progress[0], 21))
-    assert sum(isinstance(e, CompletedEvent) for e in events) == 1
-    assert routes(server, "events") == 2
+    with CyberunEmulator(time_scale=0.02, sse_ids=True) as server:
+        client = make_client(server)
+        task = client.run("slow-render", {"steps": 20})
+        server.inject("drop", route="events", task_id=task.id, after_bytes=after)
+        events = list(task.events())
+        progress = steps(events)
+        assert progress == sorted(set(progress))  # in order, never twice
+        assert progress[-1] == 20 and len(progress) == len(range(progress[0], 21))
+        assert sum(isinstance(e, CompletedEvent) for e in events) == 1
+        assert routes(server, "events") == 2
+
+
+@pytest.mark.parametrize("after", [1, 30, 150, 400, 900])
+def test_without_ids_a_drop_at_any_offset_repeats_nothing(
+    make_client: ClientFactory, after: int
+) -> None:
+    # The documented server: no ids, a reconnect restates the current status
+    # and goes on live, so what happened in between is not sent again.
+    with CyberunEmulator(time_scale=0.02) as server:
+        client = make_client(server)
+        task = client.run("slow-render", {"steps": 20})
+        server.inject("drop", route="events", task_id=task.id, after_bytes=after)
+        events = list(task.events())
+        progress = steps(events)
+        statuses = [str(e.status) for e in events if isinstance(e, StatusEvent)]
+        assert progress == sorted(set(progress))  # in order, never twice
+        assert statuses == sorted(set(statuses), key=statuses.index)  # each status once
+        assert [e.type for e in events].count("completed") == 1
+        assert isinstance(events[-1], CompletedEvent) and events[-1].output is not None
+        assert routes(server, "events") == 2
 
 
 def test_without_ids_nothing_terminal_is_lost_and_nothing_goes_backwards(
@@ -187,8 +208,9 @@ def test_without_ids_nothing_terminal_is_lost_and_nothing_goes_backwards(
 
 
 def test_a_stalled_stream_is_reconnected(make_client: ClientFactory) -> None:
-    # Slow enough that the task is still running when the stall is noticed.
-    with CyberunEmulator(time_scale=0.2, sse_ids=True) as server:  # ids until issue 17
+    # Slow enough that the task is still running when the stall is noticed;
+    # with ids, so that no tick is lost whatever the timing under load.
+    with CyberunEmulator(time_scale=0.2, sse_ids=True) as server:
         client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
         task = client.run("text-to-image", {"prompt": "x", "steps": 10})
         server.inject("stall", route="events", task_id=task.id, seconds=2.0, after_events=2)
@@ -213,7 +235,7 @@ def test_a_task_that_ends_during_a_stall_is_found_by_the_check(
 def test_with_ids_a_task_that_ended_while_disconnected_is_replayed_in_full(
     make_client: ClientFactory,
 ) -> None:
-    with CyberunEmulator(clock=ManualClock(), sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(clock=ManualClock(), sse_ids=True) as server:
         client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
         task = client.run("text-to-image", {"prompt": "x", "steps": 5})
         server.inject("stall", route="events", task_id=task.id, seconds=3.0, after_events=1)
@@ -325,7 +347,6 @@ def test_server_retry_hint_is_honoured() -> None:
     with CyberunEmulator(
         time_scale=0.02,
         sse_retry=300,
-        sse_ids=True,  # ids until issue 17
     ) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, reconnect_backoff=0.0)
         task = client.run("slow-render", {"steps": 10})

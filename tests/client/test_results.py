@@ -85,7 +85,6 @@ def test_an_expired_url_is_refreshed_once() -> None:
     with CyberunEmulator(
         clock=ManualClock(),
         url_ttl=60,
-        sse_ids=True,  # ids until issue 17
     ) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url)
         task = client.run("text-to-image", {"prompt": "x", "steps": 2})

@@ -11,6 +11,8 @@ table; a test checks that the page and this table agree.
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple
 
@@ -96,12 +98,12 @@ def test_every_emulator_fault_is_in_the_matrix() -> None:
     assert {fault.kind for fault in FAULT_CASES.values()} == set(FAULTS)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[CyberunEmulator]:
+@pytest.fixture(scope="module", params=[False, True], ids=["no-ids", "ids"])
+def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
+    # Without ids (the documented server) and with them. Streams replay the
+    # whole history, so every cell sees the same bytes whatever the timing.
     with CyberunEmulator(
-        clock=ManualClock(),
-        sse_history="full",
-        sse_ids=True,  # ids until issue 17
+        clock=ManualClock(), sse_history="full", sse_ids=request.param
     ) as emulator:
         yield emulator
 
@@ -161,6 +163,37 @@ def test_single_faults(
     made = run_cell(server, client, [fault], operation, tmp_path)
     bound = BASELINE[operation] + (fault.extra if applies(fault, operation) else 0)
     assert made <= bound, f"{name} / {operation}: {made} requests, bound {bound}"
+
+
+DEADLINE = 0.5
+
+
+@pytest.mark.parametrize("mode", ["auto", "poll"])
+@pytest.mark.parametrize("name", [n for n, f in FAULT_CASES.items() if f.route != "download"])
+def test_the_deadline_holds_under_every_fault(
+    server: CyberunEmulator, client: cyberun.Client, name: str, mode: str
+) -> None:
+    # A task that never ends (the manual clock stands still): every wait
+    # must end in WaitTimeout within half a second of its deadline.
+    fault = FAULT_CASES[name]
+    task_id = server.create_task("text-to-image", {"prompt": "x", "steps": 3})
+    times = None if fault.kind in ("latency", "status", "reset", "stall") else fault.times
+    params = dict(fault.params)
+    if fault.kind in ("latency", "stall"):
+        params["seconds"] = 5.0  # longer than the deadline
+    server.inject(fault.kind, route=fault.route, task_id=task_id, times=times, **params)
+    started = time.monotonic()
+    try:
+        with pytest.raises(cyberun.WaitTimeout):
+            client.wait(task_id, mode=mode, timeout=DEADLINE)
+    finally:
+        server.clear_faults()
+    overrun = time.monotonic() - started - DEADLINE
+    log = os.environ.get("CYBERUN_OVERRUN_LOG")
+    if log:  # for the benchmark report: the worst overrun across the matrix
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"{overrun:.3f} {name} / {mode}\n")
+    assert overrun < 0.5, f"{name} / {mode}: {overrun:.2f}s past the deadline"
 
 
 PAIRS = [

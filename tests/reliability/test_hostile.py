@@ -18,6 +18,7 @@ import cyberun
 from cyberun import CompletedEvent, DecodeError
 
 TASK = "019abc12-9012-7890-abcd-ef1234567896"
+TASK_B = TASK.encode()
 MiB = 1024 * 1024
 
 
@@ -119,9 +120,14 @@ class HostileServer:
             self.stop.wait(60)
         elif self.events == "invalid-utf8":
             w.write(b"event: st\xffatus\ndata: \xc3\x28\xa0\xa1\n\n")
-            w.write(b'event: progress\ndata: {"task_id": "t\xff", "progress": 0.5}\n\n')
+            w.write(
+                b'event: progress\ndata: {"task_id": "%s", "current_node": "n\xff"}\n\n' % TASK_B
+            )
             w.write(b"event: completed\n")
-            w.write(b'data: {"task_id": "t", "status": "completed", "output": {"n": "\xfe"}}\n\n')
+            w.write(
+                b'data: {"task_id": "%s", "status": "completed", "output": {"n": "\xfe"}}\n\n'
+                % TASK_B
+            )
         elif self.events == "deep-json":
             w.write(b"event: progress\ndata: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n")
             w.write(b'event: completed\ndata: {"task_id": "t", "status": "completed"}\n\n')
@@ -204,7 +210,7 @@ def test_invalid_utf8_is_replaced_not_fatal(hostile: Any) -> None:
     client = client_for(hostile(events="invalid-utf8"))
     events = list(client.events(TASK))
     assert events[0].type == "unknown" and "\ufffd" in events[0].event  # type: ignore[attr-defined]
-    assert events[1].task_id == "t\ufffd"
+    assert events[1].current_node == "n\ufffd"  # type: ignore[attr-defined]
     assert isinstance(events[-1], CompletedEvent) and events[-1].output == {"n": "\ufffd"}
     client.close()
 

@@ -36,7 +36,6 @@ def test_hostile_output_keys_are_written_safely_inside_the_destination(tmp_path:
     outside_before = sorted(p.name for p in tmp_path.iterdir())
     with CyberunEmulator(
         clock=ManualClock(),
-        sse_ids=True,  # ids until issue 17
     ) as server, cyberun.Client(server.api_key, base_url=server.base_url) as client:
         server.add_workflow("hostile-names", output_keys=HOSTILE_KEYS, steps=1)
         task = client.run("hostile-names")
@@ -67,7 +66,7 @@ def api_connections(server: CyberunEmulator) -> int:
 
 
 def test_ctrl_c_while_streaming_surfaces_cleanly_and_closes_the_connection() -> None:
-    with CyberunEmulator(time_scale=0.02, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.02) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, transport="urllib")
         task = client.run("slow-render")
         seen: List[Any] = []
@@ -88,7 +87,7 @@ def test_ctrl_c_while_streaming_surfaces_cleanly_and_closes_the_connection() -> 
 
 
 def test_ctrl_c_during_a_download_leaves_no_partial_file(tmp_path: Path) -> None:
-    with CyberunEmulator(time_scale=0.01, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.01) as server:
         client = cyberun.Client(server.api_key, base_url=server.base_url, transport="urllib")
         task = client.run("multi-output", {"prompt": "x"})
         task.wait()

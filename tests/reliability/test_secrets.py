@@ -69,7 +69,7 @@ def test_no_secret_leaks_anywhere(tmp_path: Path) -> None:
     root.setLevel(logging.DEBUG)
     seen: List[str] = []
     try:
-        with CyberunEmulator(time_scale=0.01, sse_ids=True) as server:  # ids until issue 17
+        with CyberunEmulator(time_scale=0.01) as server:
             key, team = server.jwt, server.team_id
             transport = Recording(server.storage_url)
             client = cyberun.Client(
@@ -80,7 +80,7 @@ def test_no_secret_leaks_anywhere(tmp_path: Path) -> None:
                 retry=cyberun.RetryPolicy(backoff=0.0),
             )
             seen += everything(client) + everything(client.api) + everything(transport)
-            photo = tmp_path / "in.png"
+            photo = tmp_path / "in.zip"
             photo.write_bytes(b"\x89PNG fake")
             task = client.run("gaussian-splat", {"images": photo})
             server.inject("drop", route="events", task_id=task.id, after_bytes=150)
@@ -167,7 +167,6 @@ def test_debug_logging_redacts_urls_it_prints(caplog: pytest.LogCaptureFixture) 
 def test_exception_urls_never_hold_a_query(tmp_path: Path) -> None:
     with CyberunEmulator(
         time_scale=0.01,
-        sse_ids=True,  # ids until issue 17
     ) as server, cyberun.Client(server.api_key, base_url=server.base_url) as client:
         task = client.run("text-to-image", {"prompt": "x", "steps": 2})
         result = task.wait()

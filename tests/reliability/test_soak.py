@@ -36,7 +36,7 @@ def sdk_memory() -> int:
 
 def soak(count: int, seed: int = 1) -> Dict[str, float]:
     rng = random.Random(seed)
-    with CyberunEmulator(time_scale=0.02, sse_ids=True) as server:  # ids until issue 17
+    with CyberunEmulator(time_scale=0.02) as server:
         client = cyberun.Client(
             server.api_key,
             base_url=server.base_url,

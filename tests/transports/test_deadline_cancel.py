@@ -185,13 +185,18 @@ def test_a_deadline_bounds_a_body_sent_one_byte_at_a_time(
 ) -> None:
     # One byte every 0.3 s: each read gets its byte well within the 10 s read
     # timeout, so only the deadline can end the request. In the chunked case
-    # even the chunk-size lines trickle in, inside http.client's readline.
+    # even the chunk-size lines trickle in, inside http.client's readline; a
+    # body byte costs six bytes there, so they come every 0.1 s (the first
+    # body byte at 0.3 s, as in the other case, well inside the deadline).
     body = b"y" * 100
     wire = b"".join(b"1\r\n%s\r\n" % body[i : i + 1] for i in range(len(body)))
 
     def script(conn: socket.socket, request: RawRequest) -> None:
         conn.sendall(headers_then(body, framing))
-        drip(conn, wire if framing == "chunked" else body, 0.3, stop)
+        if framing == "chunked":
+            drip(conn, wire, 0.1, stop)
+        else:
+            drip(conn, body, 0.3, stop)
 
     with RawServer(script) as server:
         deadline = time.monotonic() + 1.5

@@ -11,6 +11,7 @@ from typing import Iterator, List
 
 import pytest
 from netfixtures import NETWORK, make_transport
+from rawserver import RawServer
 from scripted import ScriptedServer
 
 from cyberun.errors import (
@@ -247,6 +248,37 @@ def test_body_shorter_than_its_content_length(
     response = get(transport, server.url + "/truncated")
     with pytest.raises(ReadError):
         response.read()
+
+
+@pytest.mark.parametrize("read", ["read", "iter_bytes"])
+def test_a_whole_body_under_connection_close_closes_the_socket_at_once(
+    transport: Transport, read: str
+) -> None:
+    # With "Connection: close" the response holds the connection's last
+    # reference; once the whole body is read the socket must be closed then,
+    # not when the garbage collector finds it (urllib3 1.26 left it open).
+    closed_by_client = threading.Event()
+
+    def answer(conn: socket.socket, request: object) -> None:
+        body = b'{"ok": true}'
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        conn.settimeout(5)
+        try:
+            if conn.recv(1) == b"":
+                closed_by_client.set()
+        except OSError:
+            pass
+
+    with RawServer(answer) as raw:
+        response = get(transport, raw.url + "/x")
+        body = response.read() if read == "read" else b"".join(response.iter_bytes())
+        assert body == b'{"ok": true}'
+        assert response.closed
+        assert closed_by_client.wait(5), "the socket stayed open after the whole body was read"
+        del response
 
 
 def test_connection_reset(transport: Transport, server: ScriptedServer) -> None:

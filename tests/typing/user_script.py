@@ -80,6 +80,7 @@ from cyberun import (
     Transport,
     TransportError,
     UnknownEvent,
+    UnknownTaskStatus,
     UploadTarget,
     Urllib3Transport,
     UrllibTransport,
@@ -247,7 +248,12 @@ def handle(client: Client) -> None:
     except TaskFailed as error:
         failed: Optional[Task] = error.task
         print(error.error, error.task_id, failed)
-    except (TaskCancelled, WaitTimeout, WaitStopped) as error:
+    except WaitTimeout as error:
+        cancel_error: Optional[CyberunError] = error.cancel_error
+        print(error.task_id, cancel_error)
+    except UnknownTaskStatus as error:
+        print(error.status, error.task_id)
+    except (TaskCancelled, WaitStopped) as error:
         print(error.task_id)
     except TaskError as error:
         print(error.task)
