@@ -15,13 +15,18 @@ same run, and is driven through its own real code path:
 - requests-sse ``requests_sse.EventSource`` over requests' ``iter_lines``
 - naive        the ``iter_lines`` + ``startswith`` loop from the Cyberun docs
 
-Throughput is the best of several repeats (the machine is noisy); ratios are
-against the fastest correct peer measured in the same run. Peak memory comes
+Every corpus runs twice: as it is, and with an ``id:`` line on every event
+(``+id``), as servers with ids send it. Each row's parsers run in turns for
+several rounds (the machine is noisy; times are the process's CPU time);
+throughput is the median round, and a
+ratio is the median over the rounds of the fastest correct peer's time over
+the parser's. Peak memory comes
 from a separate tracemalloc pass. Every parser's events are compared with
 cyberun's: a peer that yields different events is reported as wrong.
 
     python benchmarks/sse_parsers.py            # full run
-    python benchmarks/sse_parsers.py --quick    # smaller corpora, fewer repeats
+    python benchmarks/sse_parsers.py --quick    # smaller corpora
+    python benchmarks/sse_parsers.py --corpus tiny --parser cyberun-feed --parser ld
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import codecs
 import gc
 import json
 import platform
+import statistics
 import sys
 import time
 import tracemalloc
@@ -75,7 +81,28 @@ def cyberun_stream(tasks: int, crlf: bool = False) -> bytes:
     return text.encode()
 
 
+def with_ids(data: bytes) -> bytes:
+    """The same stream with an ``id:`` line first in every event, as servers with ids send."""
+    line_end = b"\r\n" if b"\r\n" in data else b"\n"
+    blank = line_end * 2
+    blocks = data.split(blank)
+    return blank.join(
+        b"id: %d" % i + line_end + block if block and not block.startswith(b":") else block
+        for i, block in enumerate(blocks)
+    )
+
+
 def corpora(quick: bool) -> Dict[str, bytes]:
+    """Every corpus, and each again with an id line on every event (``+id``)."""
+    plain = base_corpora(quick)
+    both: Dict[str, bytes] = {}
+    for name, data in plain.items():
+        both[name] = data
+        both[name + "+id"] = with_ids(data)
+    return both
+
+
+def base_corpora(quick: bool) -> Dict[str, bytes]:
     scale = 1 if quick else 4
     return {
         "cyberun": cyberun_stream(10 * scale),
@@ -99,7 +126,7 @@ def corpora(quick: bool) -> Dict[str, bytes]:
 # "event" delivers one event per chunk: what a live server's writes look like.
 CHUNK_SIZES: Dict[str, List[object]] = {
     "cyberun": ["event", 64, 1024, 8192, 65536],
-    "cyberun-crlf": [64, 8192],
+    "cyberun-crlf": ["event", 64, 8192],
     "tiny": ["event", 64, 1024, 8192, 65536],
     "large-lines": [64, 8192, 65536],
     "multiline": [64, 8192],
@@ -109,7 +136,8 @@ CHUNK_SIZES: Dict[str, List[object]] = {
 
 def chunked(data: bytes, size: object) -> List[bytes]:
     if size == "event":
-        return [block + b"\n\n" for block in data.split(b"\n\n")[:-1]]
+        blank = b"\r\n\r\n" if b"\r\n" in data else b"\n\n"
+        return [block + blank for block in data.split(blank)[:-1]]
     assert isinstance(size, int)
     return [data[i : i + size] for i in range(0, len(data), size)]
 
@@ -304,23 +332,23 @@ def events_of(name: str, chunks: Sequence[bytes]) -> List[Event]:
     return [pair for pair in map(to_pair, native(chunks)) if pair is not None]
 
 
-def best_times(
-    parsers: Dict[str, Native], chunks: Sequence[bytes], repeats: int, budget: float
-) -> Dict[str, float]:
-    """Best time of each parser, measured round-robin so load changes hit all alike."""
-    best = dict.fromkeys(parsers, float("inf"))
-    spent = 0.0
-    for _ in range(repeats):
+def interleaved_times(
+    parsers: Dict[str, Native], chunks: Sequence[bytes], rounds: int
+) -> Dict[str, List[float]]:
+    """Each parser's time in each of ``rounds`` rounds; every round runs them all in turn.
+
+    Interleaving makes a change of load on the machine hit every parser alike;
+    the time is this process's CPU time, which other processes' load disturbs
+    far less than the wall clock (the machine this runs on is shared).
+    """
+    times: Dict[str, List[float]] = {name: [] for name in parsers}
+    for _ in range(rounds):
         for name, parser in parsers.items():
             gc.collect()
-            start = time.perf_counter()
+            start = time.process_time()
             deque(parser(chunks), maxlen=0)
-            elapsed = time.perf_counter() - start
-            best[name] = min(best[name], elapsed)
-            spent += elapsed
-        if spent > budget * len(parsers):
-            break
-    return best
+            times[name].append(time.process_time() - start)
+    return times
 
 
 def peak_memory(parser: Native, chunks: Sequence[bytes]) -> int:
@@ -342,13 +370,16 @@ def check(name: str, events: List[Event], expected: List[Event]) -> Optional[str
     return f"event {first} differs: {events[first]!r:.60} vs {expected[first]!r:.60}"
 
 
-def run(quick: bool, only: Optional[List[str]]) -> int:
-    repeats = 3 if quick else 7
-    budget = 2.0 if quick else 8.0
+def run(quick: bool, only: Optional[List[str]], parsers: Optional[List[str]], rounds: int) -> int:
+    selected = [name for name in PARSERS if not parsers or name in parsers]
+    command = "python benchmarks/sse_parsers.py" + (" --quick" if quick else "")
+    if rounds != DEFAULT_ROUNDS:
+        command += f" --rounds {rounds}"
     print(f"# SSE parser benchmark: Python {platform.python_version()} on {platform.machine()}")
-    print(f"# command: python benchmarks/sse_parsers.py{' --quick' if quick else ''}")
-    print("# MB/s and events/s are the best of the repeats; 'x fastest peer' compares with the")
-    print("# fastest peer that produced the right events for that row; '-' = wrong events.")
+    print(f"# command: {command}")
+    print(f"# MB/s and events/s: median of {rounds} interleaved rounds; 'x fastest peer': median")
+    print("# over the rounds of the ratio to the peer fastest in that row that produced the right")
+    print("# events (launchdarkly's public API, httpx-sse, sseclient, requests-sse); '-' = wrong.")
     print()
     columns = ["corpus", "chunk", "parser", "MB/s", "events/s", "peak KiB"]
     columns += ["x fastest peer", "x naive", "notes"]
@@ -360,45 +391,45 @@ def run(quick: bool, only: Optional[List[str]]) -> int:
     for corpus, data in data_sets.items():
         if only and corpus not in only:
             continue
-        for size in CHUNK_SIZES[corpus]:
+        for size in CHUNK_SIZES[corpus.split("+")[0]]:
             chunks = chunked(data, size)
             expected = events_of("cyberun", chunks)
-            rows = []
             problems: Dict[str, Optional[str]] = {}
-            for name in PARSERS:
+            crashed: Dict[str, str] = {}
+            for name in selected:
                 try:
                     problems[name] = check(name, events_of(name, chunks), expected)
                 except Exception as exc:  # a peer that crashes is reported, not fatal
-                    rows.append((name, None, None, f"crashed: {type(exc).__name__}: {exc}"[:80]))
+                    crashed[name] = f"crashed: {type(exc).__name__}: {exc}"[:80]
             runnable = {n: PARSERS[n][0] for n in problems}
-            times = best_times(runnable, chunks, repeats, budget)
-            for name in problems:
-                rows.append(
-                    (name, times[name], peak_memory(runnable[name], chunks), problems[name])
-                )
-            rows.sort(key=lambda row: list(PARSERS).index(row[0]))
-            peer_times = [s for n, s, _, p in rows if n in PEERS and s is not None and p is None]
-            fastest_peer = min(peer_times) if peer_times else None
-            naive = next((s for n, s, _, p in rows if n == "naive" and p is None), None)
-            for name, seconds, peak, problem in rows:
-                if seconds is None:
-                    print(f"| {corpus} | {size} | {name} | - | - | - | - | - | {problem} |")
+            times = interleaved_times(runnable, chunks, rounds)
+            medians = {name: statistics.median(values) for name, values in times.items()}
+            peers = [n for n in runnable if n in PEERS and problems[n] is None]
+            fastest = min(peers, key=medians.__getitem__) if peers else None
+            naive = "naive" if "naive" in runnable and problems["naive"] is None else None
+            for name in selected:
+                if name in crashed:
+                    print(f"| {corpus} | {size} | {name} | - | - | - | - | - | {crashed[name]} |")
                     continue
+                seconds = medians[name]
+                problem = problems[name]
                 mbps = len(data) / seconds / 1e6
                 eps = len(expected) / seconds
-                ratio = (
-                    f"{fastest_peer / seconds:.2f}" if fastest_peer and problem is None else "-"
-                )
-                versus_naive = f"{naive / seconds:.2f}" if naive and problem is None else "-"
+                ratio = versus_naive = "-"
+                if problem is None and fastest:
+                    ratio = f"{median_ratio(times[fastest], times[name]):.2f}"
+                if problem is None and naive:
+                    versus_naive = f"{median_ratio(times[naive], times[name]):.2f}"
                 note = f"WRONG: {problem}" if problem else ""
                 if name == "floor" and problem:
                     note = f"(not spec-complete) {problem}"
+                peak = peak_memory(runnable[name], chunks)
                 print(
                     f"| {corpus} | {size} | {name} | {mbps:.1f} | {eps:,.0f} | "
-                    f"{(peak or 0) / 1024:,.0f} | {ratio} | {versus_naive} | {note} |"
+                    f"{peak / 1024:,.0f} | {ratio} | {versus_naive} | {note} |"
                 )
                 if name == "cyberun" and corpus == "large-lines":
-                    quadratic[size] = seconds
+                    quadratic[size] = seconds  # type: ignore[index]
             sys.stdout.flush()
     if 64 in quadratic and 65536 in quadratic:
         share = quadratic[65536] / quadratic[64]
@@ -411,12 +442,84 @@ def run(quick: bool, only: Optional[List[str]]) -> int:
     return failures
 
 
+def per_call(rounds: int) -> None:
+    """The fixed cost of one chunk: ``feed`` on an empty and a one-byte chunk, and ld's.
+
+    What bounds the rows where chunks are tiny: each chunk is a method call
+    for cyberun, a generator step for launchdarkly.
+    """
+    from cyberun.sse import SSEParser
+
+    count = 20_000
+    cases: Dict[str, List[bytes]] = {"empty": [b""] * count, "one byte": [b"x"] * count}
+
+    def feed(chunks: Sequence[bytes]) -> None:
+        parser = SSEParser()
+        parser.feed(b"data: ")
+        call = parser.feed
+        for chunk in chunks:
+            call(chunk)
+
+    def ld_lines(chunks: Sequence[bytes]) -> None:
+        from ld_eventsource.reader import _BufferedLineReader
+
+        deque(_BufferedLineReader.lines_from([b"data: ", *chunks]), maxlen=0)
+
+    def ld_public(chunks: Sequence[bytes]) -> None:
+        deque(native_ld([b"data: ", *chunks]), maxlen=0)
+
+    print()
+    print("Per-chunk cost (ns, median of interleaved rounds, CPU time):")
+    print()
+    print("| chunk | cyberun feed() | ld line reader | ld public API | cost: feed / ld public |")
+    print("|---|---:|---:|---:|---:|")
+    for label, chunks in cases.items():
+        runners = {"feed": feed, "ld lines": ld_lines, "ld public": ld_public}
+        times: Dict[str, List[float]] = {name: [] for name in runners}
+        for _ in range(rounds):
+            for name, runner in runners.items():
+                gc.collect()
+                start = time.process_time()
+                runner(chunks)
+                times[name].append((time.process_time() - start) / count * 1e9)
+        cost = {name: statistics.median(values) for name, values in times.items()}
+        print(
+            f"| {label} | {cost['feed']:.0f} | {cost['ld lines']:.0f} | {cost['ld public']:.0f} | "
+            f"{median_ratio(times['feed'], times['ld public']):.2f} |"
+        )
+
+
+def median_ratio(peer: List[float], own: List[float]) -> float:
+    """The median over the rounds of the peer's time divided by our own (above 1: faster)."""
+    return statistics.median(p / o for p, o in zip(peer, own))
+
+
+DEFAULT_ROUNDS = 7
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller corpora, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="smaller corpora")
     parser.add_argument("--corpus", action="append", help="run only this corpus (repeatable)")
+    parser.add_argument("--parser", action="append", help="run only this parser (repeatable)")
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help="interleaved rounds (at least 5)"
+    )
+    parser.add_argument(
+        "--per-call",
+        action="store_true",
+        help="only the fixed cost of one (empty or 1-byte) chunk",
+    )
     args = parser.parse_args(argv)
-    return run(args.quick, args.corpus)
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5: the figures are medians")
+    if args.per_call:
+        per_call(args.rounds)
+        return 0
+    failures = run(args.quick, args.corpus, args.parser, args.rounds)
+    if not args.corpus and not args.parser:
+        per_call(args.rounds)
+    return failures
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Protocol,
     Tuple,
     Type,
     TypeVar,
@@ -51,7 +52,6 @@ from .models import (
     WebhookDelivery,
     Workflow,
 )
-from .sse import ServerSentEvent
 
 if TYPE_CHECKING:  # pragma: no cover - cattrs itself is imported when first needed
     import cattrs
@@ -389,8 +389,24 @@ def loads(body: Union[bytes, str], what: str) -> Any:
         ) from exc
 
 
+class _RawEvent(Protocol):
+    """What [`decode_event`][cyberun.decode_event] reads of a parsed event.
+
+    [`ServerSentEvent`][cyberun.ServerSentEvent] has it; so may any other
+    parser's events. (A protocol, so that the models layer does not import
+    the parser.)
+    """
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def data(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+
+
 def decode_event(
-    sse: ServerSentEvent, stamps: Optional[Dict[str, Optional[datetime]]] = None
+    sse: _RawEvent, stamps: Optional[Dict[str, Optional[datetime]]] = None
 ) -> TaskEvent:
     """Turn one parsed Server-Sent Event into a typed task event.
 
@@ -399,7 +415,9 @@ def decode_event(
     [`UnknownEvent`][cyberun.UnknownEvent] that keeps the type and data.
 
     Args:
-        sse: the parsed event.
+        sse: the parsed event, for example a
+            [`ServerSentEvent`][cyberun.ServerSentEvent] (any object with
+            ``event``, ``data`` and ``id`` strings will do).
         stamps: a cache of parsed timestamps that the caller keeps for one
             stream (its ticks mostly share their second); None parses each.
 

@@ -907,6 +907,7 @@ class Client:
         on_progress: Optional[ProgressCallback] = None,
         reserve: Sequence[str] = (),
         max_concurrency: int = 4,
+        on_total_progress: Optional[Callable[[int, Optional[int]], None]] = None,
     ) -> List[Path]:
         """Download every output file of a completed task into ``dest_dir``.
 
@@ -934,6 +935,9 @@ class Client:
                 is then called from those threads); 1 fetches them one after
                 another on the calling thread. A failure stops the others and
                 leaves only complete files.
+            on_total_progress: called as ``(bytes_done, bytes_total_or_None)``
+                summed over every file (the total is known once every file
+                has started).
 
         Returns:
             The paths written, in the result's order.
@@ -954,6 +958,7 @@ class Client:
             on_progress=on_progress,
             reserved=reserve,
             max_concurrency=max_concurrency,
+            on_total_progress=on_total_progress,
         )
 
     def download_output(

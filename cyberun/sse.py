@@ -48,6 +48,7 @@ from typing import (
     NoReturn,
     Optional,
     Tuple,
+    Union,
 )
 
 from .errors import SSELimitError, StreamError
@@ -73,20 +74,23 @@ _CR = 13
 # int(), which refuses very long strings on recent Pythons).
 _MAX_RETRY = 2**64 - 1
 _MAX_RETRY_DIGITS = len(str(_MAX_RETRY))
-# Regions up to this size (in characters) are interpreted line by line.
-# Longer ones are split at blank lines and the shapes live streams send
-# (named events, one-line data events) are built in batches: for shorter
-# regions the checks cost more than they save.
+# The framer hands the interpreter at most this many bytes of lines at a
+# time (more only for one longer line), so that the strings made from one
+# piece stay small however many lines a huge chunk or event holds.
+_PIECE_SIZE = 64 * 1024
+# The interpreter looks for a run of one-line data events only in texts
+# longer than this: in shorter ones the check costs more than it saves.
 _BATCH_SIZE = 256
+# An open event's data values are joined into one string once they number
+# more than this: an event of millions of tiny data lines would otherwise
+# hold millions of small strings (some 50 bytes each) until it ends.
+_DATA_VALUES = 1024
 # Every single byte but CR and LF, as a one-byte bytes object.
 _PLAIN_BYTES = frozenset(bytes([byte]) for byte in range(256)) - {b"\r", b"\n"}
 # iter_events feeds a chunk in slices once a chunk has completed more events
 # than this: creating that many events at once, all alive until delivered,
 # sets off the garbage collector again and again and holds memory for nothing.
 _EVENTS_PER_FEED = 256
-# Parts of a region longer than this are decoded through a memoryview: a
-# large bytes slice costs more (a fresh allocation, page faults) than it saves.
-_DECODE_IN_PLACE = 4096
 
 
 class ServerSentEvent(NamedTuple):
@@ -115,6 +119,10 @@ class ServerSentEvent(NamedTuple):
     own_id: Optional[str] = None
 
 
+# The interpreter's state between calls: data values, how many of them are
+# already joined, event type, last event ID, the event's retry and own id.
+_EventState = Tuple[List[str], int, str, str, Optional[int], Optional[str]]
+
 # Building the tuple directly skips the Python-level __new__ that NamedTuple
 # generates: dispatching is the parser's innermost operation.
 _new_event = tuple.__new__
@@ -122,6 +130,10 @@ _new_event = tuple.__new__
 
 class SSEParser:
     """Incremental parser: feed it bytes, get back the events they complete.
+
+    Two parts, as in h11: a line framer ([`feed`][cyberun.sse.SSEParser.feed]:
+    bytes in, complete lines out, limits enforced) and one interpreter that
+    alone applies the field rules, builds events and moves the last event id.
 
     Args:
         max_line_size: the longest line accepted, in bytes, excluding its line
@@ -140,20 +152,17 @@ class SSEParser:
 
     __slots__ = (
         "_closed",
-        "_data",
+        "_event",
         "_event_bytes",
-        "_event_retry",
-        "_event_type",
         "_head",
-        "_id",
+        "_line_start",
         "_max_event_size",
         "_max_line_size",
-        "_own_id",
         "_pending_cr",
+        "_piece_size",
         "_slow",
         "_split_size",
         "_tail",
-        "_tail_size",
         "last_event_id",
         "retry",
     )
@@ -168,25 +177,28 @@ class SSEParser:
                 raise ValueError(f"{name} must be a positive int (bytes), got {value!r}")
         self._max_line_size = max_line_size
         self._max_event_size = max_event_size
-        # A region larger than this is cut into pieces no larger, each ending
-        # at a line end, so that no single line or event can slip past a limit.
+        # No piece of lines larger than this reaches the interpreter, so any
+        # line or event wholly inside one is within both limits.
         self._split_size = min(max_line_size, max_event_size)
-        # Framing state.
+        self._piece_size = min(_PIECE_SIZE, self._split_size)
+        # Framing state (9.2.5).
         self._head: Optional[bytes] = b""  # bytes held until the BOM is decided; None after
-        self._tail: List[bytes] = []  # fragments of the unterminated last line
-        self._tail_size = 0
+        # The bytes after the last blank line not yet interpreted: complete
+        # lines of the event in progress, then from _line_start on the
+        # unterminated last line.
+        self._tail = bytearray()
+        self._line_start = 0
         self._pending_cr = False  # the last chunk ended in CR; a leading LF is its pair
         self._closed = False
         # One flag for the three rare states above (BOM undecided, CR pending,
         # closed), so that feed() checks a single attribute in the common case.
         self._slow = True
-        # Interpretation state (9.2.6): the data, event type and last event ID buffers.
-        self._data: List[str] = []
-        self._event_type = ""
-        self._id = ""
-        self._event_retry: Optional[int] = None
-        self._own_id: Optional[str] = None  # the event in progress's own id line
         self._event_bytes = 0  # bytes of the event in progress, for the event limit
+        # Interpretation state (9.2.6), in one tuple so that the interpreter
+        # loads and stores it once per call: the data buffer (its values, the
+        # first ``joined`` of them already joined from many lines), the event
+        # type and last event ID buffers, and the event's own retry and id.
+        self._event: _EventState = ([], 0, "", "", None, None)
         self.last_event_id: str = ""
         self.retry: Optional[int] = None
 
@@ -212,45 +224,80 @@ class SSEParser:
             not (self._slow or self._tail or self._event_bytes)
             and data.endswith(b"\n\n")
             and _CR not in data
+            and len(data) <= self._piece_size
         ):
-            # Most chunks of a live stream are one whole event, and arrive
-            # when nothing is pending.
-            event = _single_event(data, data.find(_LF))
-            if event is not None and len(data) <= self._split_size:
-                self.last_event_id = self._id
-                return [_new_event(ServerSentEvent, (*event, self._id, None, None))]
+            # The live case, a chunk of whole events with nothing pending:
+            # the whole chunk is one piece (the steps below, most skipped).
+            events: List[ServerSentEvent] = []
+            self._interpret(data[:-1].decode("utf-8", "replace"), events)
+            return events
         if self._slow:
             data = self._settle(data)
-            if not data:
-                return []
+        if _LF not in data and _CR not in data:
+            # No line ends here: the bytes extend the unterminated line.
+            # (Appending to a bytearray costs no copy of what it holds.)
+            tail = self._tail
+            tail += data
+            if len(tail) - self._line_start > self._max_line_size:
+                self._fail("line", [])
+            return []
         if _CR in data:
             # 9.2.5: a line ends at CRLF, LF or CR. Normalise to LF; a CR at
             # the very end already ends its line, and may still meet its LF.
             if data[-1] == _CR:
                 self._pending_cr = self._slow = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = data.rfind(b"\n") + 1
-        if not end:
-            if data:
-                self._append_tail(data, [])
-            return []
-        size = len(data)
-        if self._tail:
-            self._tail.append(data[:end] if end < size else data)
-            region = b"".join(self._tail)
-            self._tail = []
-            self._tail_size = 0
-        else:
-            region = data[:end] if end < size else data
-        # Interpret in stream order: the complete lines first, then whatever
-        # follows them becomes the new partial line.
-        events: List[ServerSentEvent] = []
-        if len(region) <= self._split_size:
-            self._interpret(region, events)
-        else:
-            self._interpret_large(region, events)
-        if end < size:
-            self._append_tail(data[end:], events)
+        tail = self._tail
+        line_start = self._line_start
+        events = []
+        # Lines are interpreted an event at a time: everything up to the end
+        # of the last blank line here goes to the interpreter at once.
+        cut = data.rfind(b"\n\n") + 2
+        if cut == 1:
+            # No blank line inside; a leading LF is one if no line is open.
+            cut = 1 if data[0] == _LF and line_start == len(tail) else 0
+        if cut:
+            size = len(data)
+            if tail:
+                tail += data[:cut] if cut < size else data
+                region: Union[bytes, bytearray] = tail
+                self._tail = tail = bytearray()
+                self._line_start = line_start = 0
+            else:
+                region = data[:cut] if cut < size else data
+            if len(region) <= self._piece_size:
+                # The common case: one piece (the same steps as _frame's; the
+                # region ends with a blank line, so no event is open after it).
+                if self._event_bytes:
+                    if region[0] != _LF:
+                        self._check_open_event(region, 0, len(region), events)
+                    self._event_bytes = 0
+                self._interpret(region[:-1].decode("utf-8", "replace"), events)
+            else:
+                self._frame(region, events)
+            if cut == size:
+                return events
+            data = data[cut:]
+        # Hold the rest: the complete lines of an event not ended yet, then
+        # the unterminated line.
+        held = len(tail)
+        tail += data
+        last = data.rfind(b"\n")
+        if last >= 0:
+            end = held + last + 1
+            if self._event_bytes + end > self._piece_size or b"retry" in tail:
+                # Interpret them now: too many to hold (the limits apply to
+                # them at once), or a retry field, which 9.2.6 applies at once
+                # (or so it seems: the word may be elsewhere, or in the
+                # unterminated line; interpreting early is always right).
+                region = tail[:end]
+                del tail[:end]
+                end = 0
+                self._frame(region, events)
+            line_start = end
+        self._line_start = line_start
+        if len(tail) - line_start > self._max_line_size:
+            self._fail("line", events)
         return events
 
     def close(self) -> List[ServerSentEvent]:
@@ -263,12 +310,25 @@ class SSEParser:
             An empty list, for symmetry with [`feed`][cyberun.sse.SSEParser.feed].
         """
         self._closed = self._slow = True
-        self._tail = []
-        self._tail_size = 0
-        self._data = []
-        self._own_id = None
+        self._tail = bytearray()
+        self._line_start = 0
+        # 9.2.5: pending data is discarded; the last event ID buffer is kept.
+        self._event = ([], 0, "", self._event[3], None, None)
         self._event_bytes = 0
         return []
+
+    def buffered_size(self) -> int:
+        """The number of bytes held for the unterminated last line.
+
+        A line grows until it ends; a caller that gathers bytes before
+        feeding them (as [`iter_events`][cyberun.sse.iter_events] does) can
+        gather ``max_line_size - buffered_size()`` bytes without a line end
+        before the line limit is due.
+
+        Returns:
+            The bytes held, line ends normalised; 0 right after a line end.
+        """
+        return len(self._tail) - self._line_start
 
     def _settle(self, data: bytes) -> bytes:
         """Deal with the rare states before ``data`` is framed; returns what is left."""
@@ -277,255 +337,129 @@ class SSEParser:
         if self._closed:
             raise StreamError("SSEParser.feed() was called after close(); create a new parser")
         if self._head is not None:
-            data = self._strip_bom(data)
-            if not data:
-                return data
-        if self._pending_cr:
+            # 9.2.5 decodes with UTF-8 decode, which removes one leading BOM.
+            # The BOM may itself arrive split across chunks.
+            head = self._head + data
+            if len(head) < len(_BOM) and _BOM.startswith(head):
+                self._head = head
+                return b""
+            self._head = None
+            data = head[len(_BOM) :] if head.startswith(_BOM) else head
+        if self._pending_cr and data:
             # 9.2.5: CRLF is one line end even when split across chunks.
             self._pending_cr = False
             if data[0] == _LF:
                 data = data[1:]
-        self._slow = self._head is not None
+        self._slow = self._pending_cr
         return data
 
-    def _extend_line(self, fragments: List[bytes], size: int) -> None:
-        """Feed chunks that hold no CR or LF, without joining them first.
+    def _frame(self, region: Union[bytes, bytearray], events: List[ServerSentEvent]) -> None:
+        """Interpret ``region`` (complete lines) in pieces of at most ``_piece_size`` bytes.
 
-        Such chunks only extend the partial line, so they can join it as they
-        are; the parser joins everything once, when the line ends.
+        Each piece ends at a line end; a longer piece holds one line only.
         """
-        if self._head is not None or self._closed or not size:
-            self.feed(b"".join(fragments))  # the general path (BOM, errors)
-            return
-        self._pending_cr = self._slow = False  # a CR followed by something other than LF
-        self._tail += fragments
-        self._tail_size += size
-        if self._tail_size > self._max_line_size:
-            self._fail("line", [])
-
-    def _strip_bom(self, data: bytes) -> bytes:
-        # 9.2.5 decodes with UTF-8 decode, which removes one leading BOM. The
-        # BOM may itself arrive split across chunks.
-        head = self._head
-        assert head is not None
-        buffered = head + data if head else data
-        if len(buffered) < len(_BOM) and _BOM.startswith(buffered):
-            self._head = buffered
-            return b""
-        self._head = None
-        return buffered[len(_BOM) :] if buffered.startswith(_BOM) else buffered
-
-    def _append_tail(self, fragment: bytes, events: List[ServerSentEvent]) -> None:
-        # Fragments are joined once, when their line ends: appending to one
-        # growing bytes object would copy it again for every chunk.
-        self._tail.append(fragment)
-        self._tail_size += len(fragment)
-        if self._tail_size > self._max_line_size:
-            self._fail("line", events)
-
-    def _interpret_large(self, region: bytes, events: List[ServerSentEvent]) -> None:
         start = 0
-        limit = self._split_size
         total = len(region)
+        size = self._piece_size
+        view = memoryview(region)
         while start < total:
             stop = (
                 total
-                if total - start <= limit
-                else region.rfind(b"\n", start, start + limit + 1) + 1
+                if total - start <= size
+                else region.rfind(b"\n", start, start + size + 1) + 1
             )
+            opened = self._event_bytes
             if stop <= start:
-                # One line longer than the split size: a line (or event) too large.
-                line_end = region.find(b"\n", start)
-                self._fail("line" if line_end - start > self._max_line_size else "event", events)
-            self._interpret(region[start:stop], events)
+                # One line longer than a piece: within the limits, or not.
+                stop = region.find(b"\n", start) + 1
+                if stop - start > self._split_size:
+                    kind = "line" if stop - 1 - start > self._max_line_size else "event"
+                    self._fail(kind, events)
+                opened += stop - start  # one line, not blank: it extends the open event
+            else:
+                # The event limit, as in feed.
+                if opened and region[start] != _LF:
+                    self._check_open_event(region, start, stop, events)
+                blank = region.rfind(b"\n\n", start, stop)
+                if blank >= 0:
+                    opened = stop - blank - 2
+                elif region[start] == _LF:
+                    opened = stop - start - 1
+                else:
+                    opened += stop - start
+            # Line ends are ASCII and never occur inside a UTF-8 sequence, so
+            # decoding whole lines gives exactly what decoding the stream would.
+            text = str(view[start : stop - 1], "utf-8", "replace")
+            if stop == total and isinstance(region, bytearray):
+                # The parser's own buffer (a line gathered from many chunks):
+                # free it before the line's strings are made.
+                view.release()
+                del region[:]
+            self._interpret(text, events)
+            self._event_bytes = opened
+            if opened > self._max_event_size:
+                self._fail("event", events)
             start = stop
 
-    def _interpret(self, region: bytes, events: List[ServerSentEvent]) -> None:
-        """Interpret complete lines (``region`` ends with LF) per 9.2.6.
-
-        Completed events are appended to ``events``.
-        """
-        first_lf = region.find(_LF)
-        if first_lf == len(region) - 1:
-            # Small chunks arrive a line at a time.
-            self._interpret_line(region, events)
-            return
-        if self._event_bytes:
-            self._check_spanning_event(region, events)
-        # Whether an event begun in an earlier region is still open.
-        continuing = bool(
-            self._data
-            or self._event_type
-            or self._event_retry is not None
-            or self._own_id is not None
-        )
-        if not continuing:
-            # One whole event, begun in an earlier chunk.
-            event = _single_event(region, first_lf)
-            if event is not None:
-                events.append(_new_event(ServerSentEvent, (*event, self._id, None, None)))
-                self.last_event_id = self._id
-                self._event_bytes = 0
-                return
-        # Line ends are ASCII and never occur inside a UTF-8 sequence, so
-        # decoding whole lines gives exactly what decoding the stream would.
-        self._interpret_decoded(region.decode("utf-8", "replace"), continuing, events)
-        self._count_event_bytes(region, events)
-
-    def _interpret_decoded(
-        self, text: str, continuing: bool, events: List[ServerSentEvent]
+    def _check_open_event(
+        self, region: Union[bytes, bytearray], start: int, stop: int, events: List[ServerSentEvent]
     ) -> None:
-        """Interpret ``text`` (complete lines); ``continuing``: an event is open."""
-        if len(text) <= _BATCH_SIZE:
-            # A few lines: interpreting them one by one costs least.
-            lines = text.split("\n")
-            lines.pop()  # the empty string after the final LF
-            self._interpret_lines(lines, events)
-        elif (continuing or not text.startswith("data: ")) and "\n\nevent: " in text:
-            self._interpret_typed(text, continuing, events)
-        else:
-            # Unnamed events (a stream of them starts with "data: ") or
-            # shapes the path for named ones does not know.
-            self._interpret_text(text, continuing, events)
+        """Fail if the event open before ``region[start:stop]`` ends in it too large.
 
-    def _interpret_typed(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
-        r"""Interpret ``text``, which holds at least one ``event:`` line after a blank line.
-
-        Live streams name their events, so most blocks are ``event: T``,
-        ``data: D``: splitting at each blank line followed by ``event: ``
-        gives pieces ``T\ndata: D`` that a single partition takes apart.
-        Any other piece, and what comes before the first or after the last
-        such split, takes the general path.
+        The piece's other events are checked by the caller once it is
+        interpreted, so that the events it completes first are delivered.
         """
-        pieces = text.split("\n\nevent: ")
-        last = pieces.pop()
-        first = pieces[0]
-        if not continuing and first.startswith("event: "):
-            pieces[0] = first[7:]
-        else:
-            self._interpret_decoded(first + "\n\n", continuing, events)
-            pieces[0] = ""
-        last_id = self._id
-        append = events.append
-        for piece in pieces:
-            value, data_field, data = piece.partition("\ndata: ")
-            if data_field and "\n" not in value:
-                joined = _more_data(data) if "\n" in data else data
-                if joined is not None:
-                    append(
-                        _new_event(
-                            ServerSentEvent, (value or "message", joined, last_id, None, None)
-                        )
-                    )
-                    continue
-            if piece:
-                self._interpret_block(f"event: {piece}", events)
-                last_id = self._id
-        # Step 1 of dispatch at the last blank line so far.
-        self.last_event_id = last_id
-        self._interpret_decoded(f"event: {last}", False, events)
-
-    def _interpret_text(self, text: str, continuing: bool, events: List[ServerSentEvent]) -> None:
-        r"""Interpret ``text``: complete lines, more than ``_BATCH_SIZE`` characters.
-
-        ``continuing``: an event begun earlier is still open. Splitting at
-        blank lines (``"\n\n"``) gives blocks that each end an event; the
-        part after the last blank line has not ended yet.
-        """
-        if not continuing and text.startswith("data: "):
-            done = _data_only_end(text)
-            if done:
-                last_id = self._id
-                self.last_event_id = last_id
-                events += map(
-                    _new_event,
-                    repeat(ServerSentEvent),
-                    zip(
-                        repeat("message"),
-                        text[6 : done - 2].split("\n\ndata: "),
-                        repeat(last_id),
-                        repeat(None),
-                        repeat(None),
-                    ),
-                )
-                text = text[done:]
-        blocks = text.split("\n\n")
-        del text  # large events: hold no more copies than needed
-        rest = blocks.pop()
-        if blocks:
-            if continuing:
-                # The first block continues the open event.
-                self._interpret_block(blocks[0], events)
-                blocks[0] = ""  # done: leave nothing for the loop below
-            last_id = self._id
-            append = events.append
-            for block in blocks:
-                # Fast paths for the shapes real streams send, valid because
-                # every block here starts with empty buffers (a blank line
-                # just reset them). Anything else takes the general path.
-                head, newline, line = block.partition("\n")
-                if not newline:
-                    if head.startswith("data: "):
-                        append(
-                            _new_event(ServerSentEvent, ("message", head[6:], last_id, None, None))
-                        )
-                        continue
-                    if not head or head[0] == ":":
-                        continue  # a blank line or a comment: nothing to dispatch
-                elif head.startswith("event: ") and line.startswith("data: ") and "\n" not in line:
-                    value = head[7:] or "message"
-                    append(_new_event(ServerSentEvent, (value, line[6:], last_id, None, None)))
-                    continue
-                self._interpret_block(block, events)
-                last_id = self._id
-            # Step 1 of dispatch at the region's last blank line.
-            self.last_event_id = last_id
-        if rest:
-            lines = rest.split("\n")
-            lines.pop()  # the empty string after the final LF
-            self._interpret_lines(lines, events)
-
-    def _interpret_line(self, line: bytes, events: List[ServerSentEvent]) -> None:
-        """Interpret one complete line (``line`` ends with its only LF) per 9.2.6."""
-        size = len(line)
-        if size == 1:
-            self._interpret_lines([""], events)  # a blank line: dispatch
-            self._event_bytes = 0
-            return
-        self._event_bytes += size
-        if self._event_bytes > self._max_event_size:
+        blank = region.find(b"\n\n", start, stop)
+        if blank >= 0 and self._event_bytes + blank + 1 - start > self._max_event_size:
             self._fail("event", events)
-        if line.startswith(b"data: "):
-            self._data.append(_decode(line, 6, size - 1))
-        elif line.startswith(b"event: "):
-            self._event_type = _decode(line, 7, size - 1)
-        else:
-            self._interpret_lines([_decode(line, 0, size - 1)], events)
 
-    def _interpret_block(self, block: str, events: List[ServerSentEvent]) -> None:
-        lines = block.split("\n")
-        lines.append("")  # the blank line that ended the block
-        self._interpret_lines(lines, events)
+    def _interpret(self, text: str, events: List[ServerSentEvent]) -> None:
+        """Interpret complete lines per 9.2.6: ``text`` is the lines joined with LF.
 
-    def _interpret_lines(self, lines: List[str], events: List[ServerSentEvent]) -> None:
-        data = self._data
-        event_type = self._event_type
-        last_id = self._id
+        The one place that applies the field rules, builds events (appended
+        to ``events``) and moves the last event ID.
+        """
+        data, joined, event_type, last_id, event_retry, own_id = self._event
         boundary_id = self.last_event_id
-        event_retry = self._event_retry
-        own_id = self._own_id
+        if (
+            len(text) > _BATCH_SIZE
+            and text.startswith("data: ")
+            and text.find("\n", 6, _BATCH_SIZE) > 0  # not one long line
+            and not (data or event_type or event_retry is not None or own_id is not None)
+            and (stop := _data_only_end(text))
+        ):
+            # Recogniser: a run of events that are one "data: " line each,
+            # with nothing open before them, has fields known without reading
+            # it line by line (and the same last event ID at every boundary).
+            events += map(
+                _new_event,
+                repeat(ServerSentEvent),
+                zip(
+                    repeat("message"),
+                    text[6:stop].split("\n\ndata: "),
+                    repeat(last_id),
+                    repeat(None),
+                    repeat(None),
+                ),
+            )
+            boundary_id = last_id
+            # Then the lines after their last blank line, if any.
+            lines = text[stop + 2 :].split("\n") if stop + 2 <= len(text) else []
+        else:
+            lines = text.split("\n")
         for line in lines:
             if line.startswith("data: "):
-                # The common cases first: "data" and "event" with their one
-                # optional space.
+                # The commonest line, field "data" with its optional space:
+                # the data rule below.
                 data.append(line[6:])
-            elif line.startswith("event: "):
-                event_type = line[7:]
             elif not line:
-                # 9.2.6 "If the line is empty": dispatch the event. Step 1
-                # sets the stream's last event ID, whether or not it fires.
+                # 9.2.6 "If the line is empty": dispatch the event. Step 1:
+                # the last event ID string becomes the buffer's value.
                 boundary_id = last_id
                 if data:
+                    # Steps 2-7: an empty data buffer dispatches nothing;
+                    # values are joined with LF (no trailing LF); the type
+                    # is the event type buffer or "message".
                     events.append(
                         _new_event(
                             ServerSentEvent,
@@ -539,12 +473,13 @@ class SSEParser:
                         )
                     )
                     data = []
+                    joined = 0
                 event_type = ""
-                event_retry = None
-                own_id = None
+                event_retry = own_id = None
+            elif line.startswith("event: "):
+                event_type = line[7:]  # the event rule below, with its optional space
             elif line[0] == ":":
-                # 9.2.6 "If the line starts with a U+003A COLON": a comment.
-                continue
+                continue  # 9.2.6 "If the line starts with a U+003A COLON": a comment.
             else:
                 colon = line.find(":")
                 if colon < 0:
@@ -565,9 +500,11 @@ class SSEParser:
                 elif name == "event":
                     event_type = value
                 elif name == "id":
+                    # Ignored when the value contains NUL.
                     if "\x00" not in value:
                         last_id = own_id = value
                 elif name == "retry":
+                    # Only ASCII digits; beyond 64 bits, ignored like any invalid value.
                     if (
                         value.isdigit()
                         and value.isascii()
@@ -577,37 +514,16 @@ class SSEParser:
                         event_retry = int(value)
                         self.retry = event_retry
                 # Any other field name is ignored.
-        self._data = data
-        self._event_type = event_type
-        self._id = last_id
+        if data and len(data) > joined + _DATA_VALUES:
+            # Bound the memory of an event of many data lines: join the
+            # values gathered since the last time into one string.
+            data[joined:] = ["\n".join(data[joined:])]
+            joined += 1
+        self._event = (data, joined, event_type, last_id, event_retry, own_id)
         self.last_event_id = boundary_id
-        self._event_retry = event_retry
-        self._own_id = own_id
-
-    def _check_spanning_event(self, region: bytes, events: List[ServerSentEvent]) -> None:
-        # An event begun in an earlier region may end in this one: count its
-        # bytes up to the first blank line here.
-        if region[0] == _LF:
-            return
-        blank = region.find(b"\n\n")
-        if blank >= 0 and self._event_bytes + blank + 1 > self._max_event_size:
-            self._fail("event", events)
-
-    def _count_event_bytes(self, region: bytes, events: List[ServerSentEvent]) -> None:
-        # Bytes of the event in progress: everything after the region's last
-        # blank line, or the whole region added to what came before it.
-        blank = region.rfind(b"\n\n")
-        if blank >= 0:
-            self._event_bytes = len(region) - blank - 2
-        elif region[0] == _LF:
-            self._event_bytes = len(region) - 1
-        else:
-            self._event_bytes += len(region)
-        if self._event_bytes > self._max_event_size:
-            self._fail("event", events)
 
     def _fail(self, kind: str, events: List[ServerSentEvent]) -> NoReturn:
-        self._closed = self._slow = True
+        self.close()
         limit = self._max_line_size if kind == "line" else self._max_event_size
         raise SSELimitError(
             f"an SSE {kind} exceeded the limit of {limit} bytes; the stream is malformed or "
@@ -618,58 +534,22 @@ class SSEParser:
         )
 
 
-def _single_event(region: bytes, first_lf: int) -> Optional[Tuple[str, str]]:
-    """``(type, data)`` if ``region`` is exactly one simple event, else None.
-
-    Simple means ``data: D`` or ``event: T`` then ``data: D``, then the blank line.
-    """
-    end = len(region) - 2
-    if first_lf == end:
-        if region.startswith(b"data: "):
-            return "message", _decode(region, 6, end)
-    elif (
-        region.startswith(b"event: ")
-        and region.startswith(b"data: ", first_lf + 1)
-        and region.find(_LF, first_lf + 1) == end
-    ):
-        return _decode(region, 7, first_lf) or "message", _decode(region, first_lf + 7, end)
-    return None
-
-
-def _more_data(rest: str) -> Optional[str]:
-    r"""The data of a named event's block, from its first data value on, or None.
-
-    ``rest`` holds a line end, which is fine in two common shapes: more data
-    lines (``a\ndata: b``), or a comment line in a block of its own after
-    the event (``a\n\n: keep-alive``). Any other shape gives None.
-    """
-    if rest.count("\n") == rest.count("\ndata: "):
-        return rest.replace("\ndata: ", "\n")
-    data, _, others = rest.partition("\n\n")
-    if "\n" not in data and others[:1] == ":" and "\n" not in others:
-        return data
-    return None
-
-
-def _decode(data: bytes, start: int, end: int) -> str:
-    """``data[start:end]`` decoded; large parts without copying the bytes first."""
-    if end - start < _DECODE_IN_PLACE:
-        return data[start:end].decode("utf-8", "replace")
-    return str(memoryview(data)[start:end], "utf-8", "replace")
-
-
 def _data_only_end(text: str) -> int:
-    """The end of the last blank line if every event before it is one data line, else 0.
+    """Where the values of a run of one-line data events at the start of ``text`` end.
 
-    ``text`` starts with ``"data: "``.
+    ``text`` (lines joined with LF) starts with ``"data: "``. Returns the
+    index of the line end after the last value of the longest run of
+    events of the shape ``data: V``, blank line; 0 if there is none.
     """
-    # The blocks that start with "data: " account for two line ends each
-    # (their own and the blank line after); any other line end means some
-    # block has another shape.
+    # Each such event but the last accounts for two line ends ("\n\ndata: "
+    # after it); the last one for one more, its own. Any other line end
+    # means some event has another shape.
+    if text[-1] == "\n" and text.count("\n") == 2 * text.count("\n\ndata: ") + 1:
+        return len(text) - 1  # every line (the last line is the blank line)
     blank = text.rfind("\n\n")
     if blank < 0 or text.count("\n", 0, blank) != 2 * text.count("\n\ndata: ", 0, blank):
         return 0
-    return blank + 2
+    return blank
 
 
 def iter_events(
@@ -681,12 +561,12 @@ def iter_events(
     """Yield the events of a stream given as an iterable of byte chunks.
 
     Each event is yielded as soon as the chunk completing it is consumed.
-    This is the fastest way to parse a chunk iterator: chunks without a line
-    end are gathered and fed to the parser together with the chunk that
-    ends their line, which cannot delay any event (only a line end completes
-    one) and saves a parser call per small chunk. Once chunks complete
-    hundreds of events each, large ones are fed in slices cut after blank
-    lines, so that their events are not all created, and alive, at once.
+    Chunks of one byte that ends no line (a stream read a byte at a time)
+    are gathered and fed with the chunk that ends their line, which cannot
+    delay any event (only a line end completes one) and saves a parser call
+    per byte. Once chunks complete hundreds of events each, large ones are
+    fed in slices cut after blank lines, so that their events are not all
+    created, and alive, at once.
 
     Args:
         chunks: the stream's bytes in any chunking, for example a response's
@@ -700,47 +580,31 @@ def iter_events(
     parser = SSEParser(max_line_size=max_line_size, max_event_size=max_event_size)
     feed = parser.feed
     gathered: List[bytes] = []
-    gathered_size = 0
-    room = max_line_size  # bytes the current line may still grow by
+    room = 0  # bytes the current line may still grow by, while gathering
     slice_size = 0  # when set, feed larger chunks in slices of about this size
     try:
         for chunk in chunks:
             if len(chunk) == 1 and chunk in _PLAIN_BYTES:
-                # One byte that ends no line: streams read a byte at a time
-                # are nothing but these, so they get the shortest path.
+                if not gathered:
+                    room = max_line_size - parser.buffered_size()
                 gathered.append(chunk)
-                gathered_size += 1
-            elif _LF in chunk or _CR in chunk:
-                if gathered:
-                    # Join the line's fragments once: in the parser if the
-                    # line began there, here otherwise.
-                    if parser._tail:
-                        parser._extend_line(gathered, gathered_size)
-                    else:
-                        gathered.append(chunk)
-                        chunk = b"".join(gathered)
-                    gathered = []
-                    gathered_size = 0
-                if slice_size and len(chunk) > slice_size:
-                    count = yield from _feed_in_slices(feed, chunk, slice_size)
-                    if count < _EVENTS_PER_FEED:
-                        slice_size = 0  # events got larger: feed whole chunks again
-                else:
-                    events = feed(chunk)
-                    if len(events) > _EVENTS_PER_FEED:
-                        slice_size = len(chunk) * _EVENTS_PER_FEED // len(events)
-                    yield from events
-                room = max_line_size - parser._tail_size
-                continue
-            else:
-                gathered.append(chunk)
-                gathered_size += len(chunk)
-            if gathered_size > room:
+                if len(gathered) <= room:
+                    continue
                 # Hand over what we hold so the parser enforces its limit.
-                feed(b"".join(gathered))
+                chunk = b""
+            if gathered:
+                gathered.append(chunk)
+                chunk = b"".join(gathered)
                 gathered = []
-                gathered_size = 0
-                room = max_line_size - parser._tail_size
+            if slice_size and len(chunk) > slice_size:
+                count = yield from _feed_in_slices(feed, chunk, slice_size)
+                if count < _EVENTS_PER_FEED:
+                    slice_size = 0  # events got larger: feed whole chunks again
+            else:
+                events = feed(chunk)
+                if len(events) > _EVENTS_PER_FEED:
+                    slice_size = len(chunk) * _EVENTS_PER_FEED // len(events)
+                yield from events
     except SSELimitError as exc:
         # Deliver what the failing chunk completed before the limit, then fail.
         undelivered, exc.events = exc.events, []

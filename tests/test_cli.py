@@ -245,6 +245,9 @@ def test_status_result_cancel_tasks_workflows(
     assert json_lines(cli("status", task_id, "--json")[1])[0]["task_status"] == "completed"
     code, out, _ = cli("result", task_id, "--download", str(tmp_path))
     assert code == 0 and "saved" in out
+    server.create_task(
+        "text-to-image", {"prompt": "y", "steps": 2}
+    )  # two at least, whatever ran before
     code, out, _ = cli("tasks", "--limit", "2", "--json")
     assert code == 0 and len(json_lines(out)) == 2
     code, out, _ = cli("tasks", "--status", "completed")

@@ -134,6 +134,38 @@ def _head(response: Response) -> bytes:
     return got[:_QUOTED]
 
 
+#: on_total_progress(bytes_done, bytes_total_or_None) over every file of a download.
+TotalProgress = Callable[[int, Optional[int]], None]
+
+
+class _Totals:
+    """A per-file progress callback that also reports the sum over every file.
+
+    The total is known once every file has announced its size.
+    """
+
+    def __init__(
+        self, files: int, per_file: Optional[ProgressCallback], total: TotalProgress
+    ) -> None:
+        self.files = files
+        self.per_file = per_file
+        self.total = total
+        self.lock = threading.Lock()
+        self.done: Dict[str, int] = {}
+        self.sizes: Dict[str, Optional[int]] = {}
+
+    def __call__(self, name: str, done: int, size: Optional[int]) -> None:
+        if self.per_file is not None:
+            self.per_file(name, done, size)
+        with self.lock:
+            self.done[name] = done
+            self.sizes[name] = size
+            known = len(self.sizes) == self.files and None not in self.sizes.values()
+            overall = sum(s or 0 for s in self.sizes.values()) if known else None
+            progress = sum(self.done.values())
+        self.total(progress, overall)
+
+
 class _Skipped(Exception):
     """A file abandoned because another one of the same download failed."""
 
@@ -211,6 +243,7 @@ class Downloader:
         on_progress: Optional[ProgressCallback] = None,
         reserved: Sequence[str] = (),
         max_concurrency: int = 1,
+        on_total_progress: Optional[TotalProgress] = None,
     ) -> List[Path]:
         """Download every output of ``result`` into ``dest_dir``; return the paths.
 
@@ -224,6 +257,7 @@ class Downloader:
             on_progress=on_progress,
             reserved=reserved,
             max_concurrency=max_concurrency,
+            on_total_progress=on_total_progress,
         )
         return [path for _, path in named]
 
@@ -236,6 +270,7 @@ class Downloader:
         on_progress: Optional[ProgressCallback] = None,
         reserved: Sequence[str] = (),
         max_concurrency: int = 1,
+        on_total_progress: Optional[TotalProgress] = None,
     ) -> List[Tuple[str, Path]]:
         """As `download_all`, returning ``(output key, path)`` pairs.
 
@@ -252,6 +287,8 @@ class Downloader:
         remove_stale(folder)
         names = [name for _, _, name in outputs] + list(reserved)
         check_targets(folder, names, overwrite=overwrite)
+        if on_total_progress is not None:
+            on_progress = _Totals(len(outputs), on_progress, on_total_progress)
         workers = min(max_concurrency, len(outputs))
         if workers <= 1:
             return [

@@ -615,3 +615,38 @@ def test_max_concurrency_is_checked() -> None:
     client, _ = storage_client(serve())
     with client, pytest.raises(cyberun.ConfigurationError, match="max_concurrency"):
         client.download(many_outputs(2), "never", max_concurrency=0)
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+def test_progress_is_reported_per_file_and_in_total(tmp_path: Path, limit: int) -> None:
+    sizes = {i: 1000 * (i + 1) for i in range(5)}
+
+    def storage(request: Request, n: int) -> Response:
+        index = int(request.url.rsplit("/", 1)[1].split(".")[0])
+        data = b"x" * sizes[index]
+        return Response(200, {"Content-Length": str(len(data))}, content=data)
+
+    per_file: Dict[str, int] = {}
+    totals: List[Tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def on_file(name: str, done: int, total: Any) -> None:
+        with lock:
+            per_file[name] = done
+
+    def on_total(done: int, total: Any) -> None:
+        with lock:
+            totals.append((done, total))
+
+    client, _ = storage_client(storage)
+    with client:
+        client.download(
+            many_outputs(5),
+            tmp_path,
+            max_concurrency=limit,
+            on_progress=on_file,
+            on_total_progress=on_total,
+        )
+    assert per_file == {f"9.images.{i}.png": sizes[i] for i in range(5)}
+    assert totals[-1] == (sum(sizes.values()), sum(sizes.values()))
+    assert all(total is None or total == sum(sizes.values()) for _, total in totals)

@@ -784,3 +784,27 @@ def test_one_large_event_costs_at_most_about_three_times_its_size() -> None:
     parsed, (_, peak) = _traced(parse)
     assert parsed == size
     assert peak <= 3.2 * size
+
+
+@pytest.mark.parametrize("line", [b"data:xy\n", b"data: ab\n", b"data\n", b"x\n"])
+@pytest.mark.parametrize("via", ["feed", "iter_events"])
+def test_an_event_of_many_tiny_lines_costs_under_three_times_its_size(
+    line: bytes, via: str
+) -> None:
+    # Regression: every data line held a str object of its own (some 50
+    # bytes) until the event ended; 2-character lines cost 9 times the event.
+    count = (1024 * 1024) // len(line)
+    stream = line * count + b"data: end\n\n"
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    value = {b"data:xy\n": "xy", b"data: ab\n": "ab", b"data\n": ""}.get(line)
+    expected = [ev("end" if value is None else f"{value}\n" * count + "end")]
+
+    def parse() -> List[ServerSentEvent]:
+        if via == "iter_events":
+            return list(iter_events(chunks))
+        parser = SSEParser()
+        return [event for chunk in chunks for event in parser.feed(chunk)]
+
+    events, (_, peak) = _traced(parse)
+    assert events == expected and len(events) == 1
+    assert peak < 3 * len(stream)

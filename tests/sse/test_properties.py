@@ -143,6 +143,46 @@ test_matches_reference, test_matches_reference_large_budget = _both_budgets(
 )
 
 
+# (3b) The same under any chunking, empty chunks included (a repeated cut
+# point makes one), checked after every chunk: the events so far, the last
+# event id and the reconnection time are the reference's for the bytes fed.
+def split_keeping_empty(data: bytes, cuts: Sequence[int]) -> List[bytes]:
+    points = sorted([0, len(data), *(c % (len(data) + 1) for c in cuts)])
+    return [data[a:b] for a, b in zip(points, points[1:])]
+
+
+def _matches_reference_after_every_chunk(data: bytes, cuts: List[int]) -> None:
+    chunks = split_keeping_empty(data, cuts)
+    parser = SSEParser()
+    events: List[ServerSentEvent] = []
+    fed = b""
+    for chunk in chunks:
+        events += parser.feed(chunk)
+        fed += chunk
+        expected_events, expected_id, expected_retry = reference_parse(fed)
+        assert [tuple(e) for e in events] == expected_events
+        assert parser.last_event_id == expected_id
+        assert parser.retry == expected_retry
+    assert parser.close() == []
+    assert list(iter_events(chunks)) == events
+
+
+cuts_with_repeats = st.lists(st.integers(min_value=0, max_value=60), max_size=40)
+
+test_matches_reference_after_every_chunk, test_matches_reference_after_every_chunk_large_budget = (
+    _both_budgets(
+        {"data": sse_like | st.binary(max_size=200), "cuts": cuts_with_repeats},
+        _matches_reference_after_every_chunk,
+    )
+)
+
+
+def test_empty_chunks_are_made_by_the_chunking_strategy() -> None:
+    # The property above is only as good as its chunkings: repeated cut
+    # points must give empty chunks, at the start, inside and at the end.
+    assert split_keeping_empty(b"abc", [0, 1, 1, 3]) == [b"", b"a", b"", b"bc", b""]
+
+
 # Streams made mostly of one-line data events, long enough for the parser's
 # batch path, with any token slipped in between: still the reference's events.
 data_block = st.text(st.characters(blacklist_characters="\r\n"), max_size=12).map(
