@@ -239,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         follows=True,
     )
     watch.add_argument("task_id", metavar="TASK_ID")
+    watch.add_argument(
+        "--record-stream",
+        metavar="FILE",
+        help="also record what the server sends (event stream bytes with their timing, "
+        "task and result JSON; credentials and signatures removed) to FILE, for "
+        "CyberunEmulator.add_recording",
+    )
 
     status = command(
         "status", "show a task's status and metadata", "  cyberun status 019abc12-..."
@@ -607,6 +614,11 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, out: Output) -> int:
+    if args.record_stream:
+        from .testing import RecordingTransport
+        from .transports import transport_by_name
+
+        args.transport = RecordingTransport(transport_by_name(args.transport), args.record_stream)
     with _client(args) as client:
         return _follow(client, args.task_id, args, out)
 

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+from idmodes import IDS, SSE_IDS
 
 # The package's own pytest plugin (the `cyberun_server` fixture) is loaded
 # from here rather than through its entry point (disabled by `-p no:cyberun`
@@ -26,6 +27,12 @@ settings.register_profile("cyberun", deadline=None, suppress_health_check=[Healt
 # versions with a smaller budget (CYBERUN_HYPOTHESIS=quick, set in tox.ini).
 settings.register_profile("quick", parent=settings.get_profile("cyberun"), max_examples=20)
 settings.load_profile("quick" if os.environ.get("CYBERUN_HYPOTHESIS") == "quick" else "cyberun")
+
+
+@pytest.fixture(params=SSE_IDS, ids=IDS)
+def sse_ids(request: pytest.FixtureRequest) -> bool:
+    """Each emulator id mode in turn: documented (no ids), then ids with replay."""
+    return bool(request.param)
 
 
 @pytest.fixture

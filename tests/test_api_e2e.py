@@ -6,6 +6,7 @@ import io
 from typing import Iterator
 
 import pytest
+from idmodes import IDS, SSE_IDS
 from rawhttp import request
 
 from cyberun.api import Credentials, Endpoints
@@ -16,9 +17,9 @@ from cyberun.testing import CyberunEmulator, ManualClock
 from cyberun.transports import Timeout, transport_by_name
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[CyberunEmulator]:
-    with CyberunEmulator(clock=ManualClock()) as emulator:
+@pytest.fixture(scope="module", params=SSE_IDS, ids=IDS)
+def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
+    with CyberunEmulator(clock=ManualClock(), sse_ids=request.param) as emulator:
         yield emulator
 
 

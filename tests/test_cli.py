@@ -117,7 +117,7 @@ def test_parameter_values_are_typed_by_the_workflow_definition(
     )
     assert code == 0, err
     task_id = json_lines(out)[0]["task_id"]
-    assert server._tasks[task_id].parameters == {
+    assert server.task_parameters(task_id) == {
         "prompt": "from file",
         "steps": 3,
         "seed": 42,
@@ -126,7 +126,7 @@ def test_parameter_values_are_typed_by_the_workflow_definition(
     # A string parameter keeps its text even when it looks like JSON.
     code, out, err = cli("run", "text-to-image", "-p", "prompt=42", "-p", "steps=2.5", "--json")
     assert code == 0, err
-    assert server._tasks[json_lines(out)[0]["task_id"]].parameters == {
+    assert server.task_parameters(json_lines(out)[0]["task_id"]) == {
         "prompt": "42",
         "steps": 2.5,
     }

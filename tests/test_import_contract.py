@@ -34,7 +34,8 @@ RULES: Dict[str, Tuple[List[str], List[str]]] = {
     "cyberun.__main__": (["cyberun.cli"], []),
     # The top: the command line may use everything but the emulator's
     # internals (its public cyberun.testing serves `cyberun emulator`).
-    "cyberun.cli": (["cyberun", "cyberun.[!t]*", "cyberun.testing"], []),
+    # (`watch --record-stream` wraps a transport chosen by name.)
+    "cyberun.cli": (["cyberun", "cyberun.[!t]*", "cyberun.testing", "cyberun.transports"], []),
     "cyberun._display": (["cyberun._terminal", "cyberun.models"], []),
     "cyberun._logging": (["cyberun._redact", "cyberun._terminal"], []),
     # The facade: chooses strategies and transports; never the CLI or the emulator.
@@ -108,6 +109,11 @@ RULES: Dict[str, Tuple[List[str], List[str]]] = {
     "cyberun._terminal": ([], []),
     "cyberun._url": ([], []),
     "cyberun._version": ([], []),
+    # RecordingTransport wraps a transport: the transport seam, nothing else.
+    "cyberun.testing._recording": (
+        ["cyberun.testing.*", *TRANSPORT_SEAM],
+        ["cyberun.testing.*", *TRANSPORT_SEAM],
+    ),
     # The emulator writes wire JSON itself: none of the SDK, models least of all.
     "cyberun.testing*": (["cyberun.testing.*"], ["cyberun.testing.*"]),
 }

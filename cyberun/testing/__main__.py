@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from typing import List, Optional
@@ -29,14 +30,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--keepalive", type=float, help="send SSE keep-alives after this many seconds"
     )
     args = parser.parse_args(argv)
-    emulator = CyberunEmulator(
-        host=args.host,
-        port=args.port,
-        storage_host=args.storage_host,
-        time_scale=args.time_scale,
-        api_key=args.api_key,
-        keepalive_interval=args.keepalive,
-    )
+    try:
+        emulator = CyberunEmulator(
+            host=args.host,
+            port=args.port,
+            storage_host=args.storage_host,
+            time_scale=args.time_scale,
+            api_key=args.api_key,
+            keepalive_interval=args.keepalive,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        emulator.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"error: {args.host}:{args.port} is in use (another emulator or server?); "
+                "stop it, or pass --port 0 to pick a free port",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
     # Ctrl-C may come at any point once the address is printed (even while
     # the last line is), so the whole serving time sits in the try.
     try:

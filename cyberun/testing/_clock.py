@@ -7,6 +7,7 @@ drip, keep-alive spacing) are real seconds: they exist to test networking.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Callable, Optional
@@ -28,6 +29,14 @@ class Clock:
         """How many real seconds an emulated span takes (None: only when advanced)."""
         raise NotImplementedError
 
+    def real_elapsed(self, emulated: float) -> float:
+        """Real seconds from the clock's start to the emulated instant ``emulated``.
+
+        Timestamps the emulator writes are wall-clock: the clock's start plus
+        this. A manual clock's seconds are its own wall-clock seconds.
+        """
+        return emulated
+
     def wait_until(
         self, when: float, *, interrupted: Callable[[], bool], max_real: Optional[float] = None
     ) -> bool:
@@ -45,6 +54,8 @@ class Clock:
                 if self.now() >= when:
                     return True
                 wait = self.real_seconds(when - self.now())
+                if wait is not None and math.isinf(wait):
+                    wait = None  # "forever": until notified
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -75,6 +86,10 @@ class ScaledClock(Clock):
     def real_seconds(self, emulated: float) -> Optional[float]:
         """Real seconds an emulated span takes."""
         return max(emulated, 0.0) * self.time_scale
+
+    def real_elapsed(self, emulated: float) -> float:
+        """Real seconds from the clock's start to an emulated instant."""
+        return emulated * self.time_scale
 
 
 class ManualClock(Clock):

@@ -5,31 +5,25 @@ from __future__ import annotations
 import base64
 import errno
 import json
-import random
 import secrets
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ._api import ApiHandler
+from ._builtins import TimelineSource, failing_timeline, png_bytes, script_for
 from ._clock import Clock, ManualClock, ScaledClock
 from ._faults import Fault, FaultBook
-from ._http import RecordedRequest, Server
-from ._storage import StorageHandler, sign_url
-from ._webhooks import DeliveryRecord, WebhookDispatcher
-from ._world import (
-    Entry,
-    OutputFile,
-    TaskRecord,
-    WorkflowSpec,
-    builtin_workflows,
-    comfy_script,
-    failing_script,
-    png_bytes,
-    rfc3339,
-    seed_for,
-)
+from ._hooks import Hook, HookCall
+from ._http import Server
+from ._recording import Recording
+from ._records import DeliveryRecord, OutputFile, RecordedRequest, TaskRecord, WorkflowSpec
+from ._replay import Replay
+from ._storage import StorageHandler
+from ._timeline import Timeline
+from ._webhooks import WebhookDispatcher
+from ._world import INPUT_RETENTION, StreamOptions, World
 
 __all__ = ["CyberunEmulator"]
 
@@ -112,70 +106,138 @@ class CyberunEmulator:
         keepalive_interval: Optional[float] = None,
         max_upload_size: int = 500 * 1024 * 1024,
         api_key: Optional[str] = None,
+        uploads: str = "memory",
+        upload_dir: Optional[Union[str, Path]] = None,
+        list_order: str = "newest",
+        input_retention: float = INPUT_RETENTION,
     ) -> None:
-        if sse_framing not in ("chunked", "close"):
-            raise ValueError("sse_framing must be 'chunked' or 'close'")
-        if sse_history not in ("status", "full"):
-            raise ValueError("sse_history must be 'status' or 'full'")
-        self.sse_history = sse_history
+        _check_choice("sse_framing", sse_framing, ("chunked", "close"))
+        _check_choice("sse_history", sse_history, ("status", "full"))
+        _check_choice("uploads", uploads, ("memory", "disk", "discard"))
+        _check_choice("list_order", list_order, ("newest", "unspecified"))
+        for name, value in (("url_ttl", url_ttl), ("input_retention", input_retention)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(
+                    f"{name} must be a number of emulated seconds >= 0, not {value!r}"
+                )
+        if keepalive_interval is not None and not keepalive_interval > 0:
+            raise ValueError(
+                f"keepalive_interval must be a positive number of seconds (or None), "
+                f"not {keepalive_interval!r}"
+            )
+        if sse_retry is not None and (
+            isinstance(sse_retry, bool) or not isinstance(sse_retry, int)
+        ):
+            raise ValueError(
+                f"sse_retry must be an int of milliseconds (or None), not {sse_retry!r}"
+            )
+        if upload_dir is not None and uploads != "disk":
+            raise ValueError('upload_dir needs uploads="disk"')
+        if clock is None:
+            if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)):
+                raise ValueError(f"time_scale must be a number, not {time_scale!r}")
+            if time_scale <= 0:
+                raise ValueError(
+                    f"time_scale must be positive (real seconds per emulated second), "
+                    f"not {time_scale!r}"
+                )
         self.clock: Clock = clock or ScaledClock(time_scale)
-        self.url_ttl = url_ttl
-        self.seed = seed
         self.host = host
         self.port = port
         self.storage_host = storage_host
         self.storage_port = storage_port
-        self.sse_ids = sse_ids
-        self.sse_retry = sse_retry
-        self.sse_framing = sse_framing
-        self.keepalive_interval = keepalive_interval
-        self.max_upload_size = max_upload_size
-        self.faults: FaultBook = FaultBook()
-        self.requests: List[RecordedRequest] = []
-        self.storage_requests: List[RecordedRequest] = []
-        self.webhook_deliveries: List[DeliveryRecord] = []
-        self.stream_log: List[Tuple[str, int, float]] = []
-        self.team_id: str = str(uuid.uuid4())
+        team_id = str(uuid.uuid4())
+        self.team_id: str = team_id
         self.api_key: str = api_key or f"sk-emu-{secrets.token_hex(16)}"
         self.device_key: str = f"dk-emu-{secrets.token_hex(16)}"
-        self.jwt: str = _fake_jwt(self.team_id)
-        self._lock = threading.RLock()
-        self._stop_flag = False
-        self._signing_key = secrets.token_bytes(32)
-        self._wall_base = datetime.now(timezone.utc).replace(microsecond=0)
-        self._workflows: Dict[str, WorkflowSpec] = {}
-        self._tasks: Dict[str, TaskRecord] = {}
-        self._objects: Dict[str, Tuple[bytes, str]] = {}
-        self._upload_sizes: Dict[str, int] = {}
-        self._webhooks: Dict[str, Dict[str, Any]] = {}
-        self._rng = random.Random(seed)
-        self._dispatcher = WebhookDispatcher(self)
+        self.jwt: str = _fake_jwt(team_id)
+        self.world: World = World(
+            clock=self.clock,
+            seed=seed,
+            url_ttl=url_ttl,
+            stream=StreamOptions(
+                ids=sse_ids,
+                retry=sse_retry,
+                framing=sse_framing,
+                history=sse_history,
+                keepalive_interval=keepalive_interval,
+            ),
+            max_upload_size=max_upload_size,
+            uploads=uploads,
+            upload_dir=None if upload_dir is None else Path(upload_dir),
+            list_order=list_order,
+            input_retention=input_retention,
+            api_key=self.api_key,
+            device_key=self.device_key,
+            jwt=self.jwt,
+            team_id=team_id,
+        )
+        self._dispatcher = WebhookDispatcher(self.world)
+        self.world.on_webhook_created = self._dispatcher.ensure_started
         self._servers: List[Tuple[Server, threading.Thread]] = []
         self.base_url: str = ""
         self.storage_url: str = ""
-        for spec in builtin_workflows():
-            self._workflows[spec.id] = spec
+
+    # -- what the world records ---------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultBook:
+        """The active faults."""
+        return self.world.faults
+
+    @property
+    def requests(self) -> List[RecordedRequest]:
+        """Every API request received, credentials redacted."""
+        return self.world.requests
+
+    @property
+    def storage_requests(self) -> List[RecordedRequest]:
+        """Every storage request received."""
+        return self.world.storage_requests
+
+    @property
+    def webhook_deliveries(self) -> List[DeliveryRecord]:
+        """Every webhook delivery attempt."""
+        return self.world.webhook_deliveries
+
+    @property
+    def stream_log(self) -> List[Tuple[str, int, float]]:
+        """``(task_id, event_index, monotonic_time)`` for every event written to a stream."""
+        return self.world.stream_log
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> CyberunEmulator:
-        """Bind both listeners and start serving; returns self."""
+        """Bind both listeners and start serving; returns self.
+
+        Raises:
+            OSError: an address cannot be bound (the message says which and what to do).
+        """
         if self._servers:
             return self
-        api = Server((self.host, self.port), ApiHandler, self, "api")
+        api = _bind((self.host, self.port), ApiHandler, self.world, "api")
         try:
             storage = Server(
-                (self.storage_host, self.storage_port), StorageHandler, self, "storage"
+                (self.storage_host, self.storage_port), StorageHandler, self.world, "storage"
             )
             storage_name = self.storage_host
         except OSError as exc:
             if exc.errno not in (errno.EADDRNOTAVAIL, errno.EINVAL):
                 api.server_close()
+                raise _bind_error(
+                    exc, self.storage_host, self.storage_port, "storage_port"
+                ) from None
+            try:
+                storage = _bind(
+                    (self.host, self.storage_port), StorageHandler, self.world, "storage"
+                )
+            except OSError:
+                api.server_close()
                 raise
-            storage = Server((self.host, self.storage_port), StorageHandler, self, "storage")
             storage_name = "localhost"
         self.base_url = f"http://{_url_host(self.host)}:{api.server_address[1]}"
         self.storage_url = f"http://{_url_host(storage_name)}:{storage.server_address[1]}"
+        self.world.storage_url = self.storage_url
         for server in (api, storage):
             thread = threading.Thread(
                 target=server.serve_forever,
@@ -189,8 +251,7 @@ class CyberunEmulator:
 
     def stop(self) -> None:
         """Stop serving, cut open connections and wait for every thread to end."""
-        self._stop_flag = True
-        self.clock.notify()
+        self.world.stop()
         for server, _ in self._servers:
             server.shutdown()
         for server, _ in self._servers:
@@ -201,6 +262,7 @@ class CyberunEmulator:
             thread.join(5.0)
         self._dispatcher.join(5.0)
         self._servers.clear()
+        self.world.remove_spool()
 
     def __enter__(self) -> CyberunEmulator:
         return self.start()
@@ -210,9 +272,6 @@ class CyberunEmulator:
 
     def __repr__(self) -> str:
         return f"<CyberunEmulator {self.base_url or '(not started)'}>"
-
-    def _stopping(self) -> bool:
-        return self._stop_flag
 
     # -- control surface -----------------------------------------------------------------------
 
@@ -231,27 +290,80 @@ class CyberunEmulator:
             fault: a name from ``cyberun.testing.FAULTS`` (``"drop"``,
                 ``"status"``, ``"stall"``, ...).
             route: limit it to one route (``"events"``, ``"result"``,
-                ``"download"``, ... see ``cyberun.testing.ROUTES``).
+                ``"download"``, ... see ``cyberun.testing.ROUTES``); it must
+                be one the fault applies to (``cyberun.testing.FAULT_ROUTES``).
             task_id: limit it to one task.
             times: how many requests (or streams) it affects; None for all
                 until [`clear_faults`][cyberun.testing.CyberunEmulator.clear_faults].
             params: the fault's parameters, e.g. ``status=503, retry_after=1``.
+
+        Raises:
+            ValueError: an unknown fault, route or parameter, or a route the
+                fault does not apply to (a fault is never accepted and then
+                silently ignored).
         """
-        return self.faults.add(
+        return self.world.faults.add(
             Fault(fault, route=route, task_id=task_id, times=times, params=params)
         )
 
+    def on(
+        self,
+        point: str,
+        callback: Callable[[HookCall], None],
+        *,
+        route: Optional[str] = None,
+        task_id: Optional[str] = None,
+        times: Optional[int] = 1,
+        after_events: Optional[int] = None,
+    ) -> Hook:
+        """Call ``callback`` when the emulator reaches ``point``.
+
+        Points: ``"created"`` (a run created its task; the answer is not
+        written yet), ``"answered"`` (a request's answer was written, or its
+        connection cut), ``"event"`` (an event was written to a stream). The
+        callback runs in the serving thread and gets a
+        [`HookCall`][cyberun.testing.HookCall]; what it raises is kept in the
+        hook's ``errors``, and the emulator carries on:
+
+        ```python
+        from cyberun.testing import CyberunEmulator
+
+        with CyberunEmulator(time_scale=0.01) as server:
+            # Cancel each task the moment it is created: before its run is answered.
+            server.on("created", lambda call: server.cancel(call.task_id), times=None)
+        ```
+
+        Args:
+            point: ``created``, ``answered`` or ``event``.
+            callback: called with a ``HookCall``.
+            route: only for requests to this route.
+            task_id: only for this task.
+            times: how many calls; None until the emulator stops.
+            after_events: at ``event``, only once a stream has written this
+                many events.
+        """
+        return self.world.hooks.add(
+            Hook(point, callback, route=route, task_id=task_id, times=times,
+                 after_events=after_events)
+        )  # fmt: skip
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a task (no HTTP); a no-op once it has ended."""
+        self.world.cancel(self._task(task_id))
+
     def clear_faults(self) -> None:
         """Remove every injected fault."""
-        self.faults.clear()
+        self.world.faults.clear()
 
     def clear_logs(self) -> None:
         """Forget the request and delivery logs."""
-        with self._lock:
-            self.requests.clear()
-            self.storage_requests.clear()
-            self.webhook_deliveries.clear()
-            self.stream_log.clear()
+        self.world.clear_logs()
+
+    def reset(self) -> None:
+        """Between tests: remove every fault and hook, forget every log (tasks stay)."""
+        self.clear_faults()
+        self.world.hooks.clear()
+        self.clear_logs()
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward (only with ``clock=ManualClock()``)."""
@@ -278,6 +390,7 @@ class CyberunEmulator:
         dispatch_target: str = "agent",
         status: str = "active",
         output_keys: Optional[Iterable[str]] = None,
+        timeline: Optional[TimelineSource] = None,
     ) -> Dict[str, Any]:
         """Add a workflow; returns its wire JSON (with its ``id``).
 
@@ -286,20 +399,35 @@ class CyberunEmulator:
             display_name: the name shown in lists (default: the slug).
             tool_type: ``"comfyui"`` or ``"nerfstudio"``.
             parameters: ParameterDef dictionaries, as the API documents them.
-            steps: progress ticks before completion.
-            step_seconds: emulated seconds per tick.
+            steps: progress ticks before completion (without ``timeline``).
+            step_seconds: emulated seconds per tick (without ``timeline``).
             outputs: result files (more than one puts them in ``download_urls``).
-            fail_with: make every task fail with this error message.
+            fail_with: make every task fail with this error message (without
+                ``timeline``).
             version: the workflow version.
             dispatch_target: ``"agent"`` or ``"comfy_cloud"``.
             status: ``"active"`` or ``"disabled"``.
             output_keys: the keys of the outputs in ``download_urls`` (any
                 strings, hostile ones included); implies several outputs.
+            timeline: what each task does: a
+                [`Timeline`][cyberun.testing.Timeline], or a function of the
+                run parameters returning one. By default a ComfyUI render of
+                ``steps`` ticks (Nerfstudio workflows: the five stages with
+                messages), or a failure with ``fail_with``.
         """
+        _check_choice("tool_type", tool_type, ("comfyui", "nerfstudio"))
+        _check_choice("dispatch_target", dispatch_target, ("agent", "comfy_cloud"))
+        _check_choice("status", status, ("active", "disabled"))
+        if timeline is not None and not (isinstance(timeline, Timeline) or callable(timeline)):
+            raise TypeError(
+                f"timeline must be a Timeline or a function returning one, "
+                f"not {type(timeline).__name__}"
+            )
         keys = list(output_keys) if output_keys is not None else None
         if keys is not None:
             outputs = len(keys)
         cloud = outputs > 1 or dispatch_target == "comfy_cloud" or keys is not None
+        nerf = tool_type == "nerfstudio"
 
         def make_outputs(task: TaskRecord) -> List[OutputFile]:
             prefix = "outputs" if cloud else "tasks"
@@ -313,6 +441,13 @@ class CyberunEmulator:
                 for i in range(outputs)
             ]
 
+        if timeline is None:
+            if fail_with:
+                timeline = failing_timeline(fail_with)
+            elif nerf:
+                timeline = Timeline.nerfstudio(max(steps, 1), tick_seconds=step_seconds * 2)
+            else:
+                timeline = Timeline.comfyui(steps, step_seconds=step_seconds)
         spec = WorkflowSpec(
             slug=slug,
             version=version,
@@ -320,286 +455,131 @@ class CyberunEmulator:
             description=f"Added by the test: {slug}",
             tool_type=tool_type,
             parameters=list(parameters),
-            script=failing_script if fail_with else comfy_script(step_seconds, steps),
+            script=script_for(timeline),
             outputs=make_outputs,
             dispatch_target="comfy_cloud" if cloud else dispatch_target,
             workflow_status=status,
             created_at=self.clock.now(),
         )
-        if fail_with:
-            spec.script = _failing_with(fail_with)
-        with self._lock:
-            self._workflows[spec.id] = spec
-        return self._workflow_json(spec, "jwt")
+        self.world.add_workflow(spec)
+        return self.world.workflow_json(spec, "jwt")
+
+    def add_recording(
+        self, path: Union[str, Path], *, slug: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Add a workflow whose tasks replay a recording; returns its wire JSON.
+
+        The recording (made by
+        [`RecordingTransport`][cyberun.testing.RecordingTransport] or
+        ``cyberun watch TASK_ID --record-stream FILE``) is replayed byte for
+        byte, except that the recorded task id becomes each new task's id:
+        the n-th event stream of a task gets the n-th recorded stream, each
+        read at its recorded pace (recorded seconds x ``time_scale``), cut
+        where the recorded connection broke; the task and result routes
+        answer the JSON recorded last before the task's age, the result's
+        links signed afresh by this emulator (its files are generated
+        images). Status changes, cancelling and webhooks follow the recorded
+        events.
+
+        Args:
+            path: the recording (JSON Lines, ``cyberun-recording`` version 1).
+            slug: the workflow's slug (default: the file name without suffix).
+
+        Raises:
+            ValueError: the file is not a recording this emulator can replay.
+        """
+        replay = Replay(Recording(path))
+        keys = replay.output_keys
+        cloud = any(keys)
+        defined = replay.workflow if isinstance(replay.workflow, dict) else {}
+
+        def make_outputs(task: TaskRecord) -> List[OutputFile]:
+            prefix = "outputs" if cloud else "tasks"
+            return [
+                OutputFile(
+                    key=key,
+                    storage_key=f"{prefix}/{task.id}/output_{i + 1:05d}_.png",
+                    content=png_bytes(task.seed * 31 + i),
+                    content_type="image/png",
+                )
+                for i, key in enumerate(keys)
+            ]
+
+        name = slug or Path(path).stem
+        spec = WorkflowSpec(
+            slug=name,
+            display_name=f"Replay of {Path(path).name}",
+            description=f"Replays the recording {Path(path).name}.",
+            tool_type=str(defined.get("tool_type", "comfyui")),
+            parameters=list(defined.get("parameters", [])),
+            script=lambda task_id, parameters: replay.entries(task_id),
+            outputs=make_outputs,
+            dispatch_target="comfy_cloud" if cloud else "agent",
+            created_at=self.clock.now(),
+            replay=replay,
+        )
+        self.world.add_workflow(spec)
+        return self.world.workflow_json(spec, "jwt")
 
     def create_task(self, workflow: str, parameters: Optional[Dict[str, Any]] = None) -> str:
         """Start a task directly (no HTTP); returns its id."""
-        spec = self._workflow_by_slug(workflow) or self._workflows.get(workflow)
+        spec = self.world.workflow_by_slug(workflow) or self.world.workflow_by_id(workflow)
         if spec is None:
             raise KeyError(f"no workflow {workflow!r}")
-        return self._create_task(spec, parameters or {}, "api_key", {}).id
+        return self.world.create_task(spec, parameters or {}, "api_key", {}).id
+
+    def _task(self, task_id: str) -> TaskRecord:
+        task = self.world.task(task_id)
+        if task is None:
+            raise KeyError(f"no task {task_id!r}")
+        return task
 
     def task_status(self, task_id: str) -> str:
         """A task's current status (no HTTP)."""
-        return self._tasks[task_id].current(self.clock.now())[0]
+        return self._task(task_id).current(self.clock.now())[0]
+
+    def stored_bytes(self, key: str) -> Optional[bytes]:
+        """An object's bytes in emulated storage (an upload, an output), or None (no HTTP)."""
+        stored = self.world.stored(key)
+        if stored is None or not stored.readable:
+            return None
+        return b"".join(stored.chunks())
+
+    def delete_object(self, key: str) -> bool:
+        """Delete an object from emulated storage, as retention would; False if absent."""
+        return self.world.delete_object(key)
+
+    def task_parameters(self, task_id: str) -> Dict[str, Any]:
+        """The parameters a task was started with (no HTTP)."""
+        return dict(self._task(task_id).parameters)
 
     def finish_time(self, task_id: str) -> float:
-        """The emulated time at which the task ends (given no cancel)."""
-        return self._tasks[task_id].timeline[-1].time
+        """The emulated time of the task's last step (its end, given no cancel)."""
+        return self._task(task_id).timeline[-1].time
 
-    # -- internals used by the handlers ---------------------------------------------------------
 
-    def _record(self, record: RecordedRequest) -> None:
-        with self._lock:
-            (self.requests if record.listener == "api" else self.storage_requests).append(record)
+def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
 
-    def _record_write(self, task_id: str, index: int, when: float) -> None:
-        with self._lock:
-            self.stream_log.append((task_id, index, when))
 
-    def _credential_kind(self, token: str) -> Optional[str]:
-        if token == self.api_key:
-            return "integration"
-        if token == self.device_key:
-            return "device"
-        if token == self.jwt:
-            return "jwt"
-        return None
+def _bind(address: Tuple[str, int], handler: type, world: World, listener: str) -> Server:
+    try:
+        return Server(address, handler, world, listener)
+    except OSError as exc:
+        option = "port" if listener == "api" else "storage_port"
+        raise _bind_error(exc, address[0], address[1], option) from None
 
-    def _wall_datetime(self, emulated: float) -> datetime:
-        return self._wall_base + timedelta(seconds=emulated)
 
-    def _wall(self, emulated: float) -> str:
-        return rfc3339(self._wall_base, emulated)
-
-    def _workflow_by_slug(self, slug: str) -> Optional[WorkflowSpec]:
-        name, _, version = slug.partition("@")
-        candidates = [w for w in self._workflows.values() if w.slug == name]
-        if version:
-            if not version.isdigit():
-                return None
-            candidates = [w for w in candidates if w.version == int(version)]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda spec: spec.version)
-
-    def _latest_workflows(self) -> List[WorkflowSpec]:
-        latest: Dict[str, WorkflowSpec] = {}
-        for spec in self._workflows.values():
-            if spec.slug not in latest or spec.version > latest[spec.slug].version:
-                latest[spec.slug] = spec
-        return sorted(latest.values(), key=lambda w: w.slug)
-
-    def _workflow_json(self, spec: WorkflowSpec, caller: str) -> Dict[str, Any]:
-        data: Dict[str, Any] = {
-            "id": spec.id,
-            "workflow_slug": spec.slug,
-            "display_name": spec.display_name,
-            "version": spec.version,
-            "workflow_status": spec.workflow_status,
-            "created_at": self._wall(spec.created_at),
-            "updated_at": self._wall(spec.created_at),
-            "description": spec.description,
-            "parameters": spec.parameters,
-            "required_labels": ["gpu"],
-            "task_timeout": spec.task_timeout,
-            "max_retries": 0,
-            "preferred_gpu": "NVIDIA GeForce RTX 4090",
-            "default_dispatch_target": spec.dispatch_target,
-            "min_vram_gb": 12,
-            "required_models": [],
-            "tool_type": spec.tool_type,
-        }
-        if caller != "integration":  # sk- callers do not see the workflow JSON
-            data["workflow_json"] = {
-                "3": {"class_type": "KSampler"},
-                "9": {"class_type": "SaveImage"},
-            }
-        return data
-
-    def _check_parameters(self, spec: WorkflowSpec, parameters: Dict[str, Any]) -> List[str]:
-        problems = []
-        for definition in spec.parameters:
-            key = definition["key"]
-            if definition.get("required") and key not in parameters:
-                problems.append(f"parameter {key} is required")
-            elif key in parameters and definition.get("type") == "file":
-                value = parameters[key]
-                if not isinstance(value, str) or value not in self._objects:
-                    problems.append(f"parameter {key} must be the file_key of an uploaded file")
-        return problems
-
-    def _create_task(
-        self, spec: WorkflowSpec, parameters: Dict[str, Any], source: str, options: Dict[str, Any]
-    ) -> TaskRecord:
-        with self._lock:
-            task_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            task = TaskRecord(
-                id=task_id,
-                workflow=spec,
-                parameters=dict(parameters),
-                created=self.clock.now(),
-                source=source,
-                team_id=self.team_id,
-                seed=seed_for(self.seed, task_id),
-                options=options,
-            )
-            task.outputs = spec.outputs(task)
-            for output in task.outputs:
-                self._objects[output.storage_key] = (output.content, output.content_type)
-            task.timeline = [
-                Entry(task.created + e.time, e.event, e.data, e.status) for e in spec.script(task)
-            ]
-            self._tasks[task_id] = task
-        self.clock.notify()
-        return task
-
-    def _cancel(self, task: TaskRecord) -> None:
-        with self._lock:
-            changed = task.cancel(self.clock.now())
-        if changed:
-            self.clock.notify()
-
-    def _task_json(self, task: TaskRecord) -> Dict[str, Any]:
-        now = self.clock.now()
-        status, terminal = task.current(now)
-        started = task.time_of("running")
-        queued = task.time_of("queued")
-        assigned = queued is not None and queued <= now
-        error = (
-            terminal.data.get("error", "")
-            if terminal is not None and terminal.event == "failed"
-            else ""
+def _bind_error(exc: OSError, host: str, port: int, option: str) -> OSError:
+    if exc.errno == errno.EADDRINUSE:
+        message = (
+            f"cannot listen on {host}:{port}: the port is in use (another emulator or server?); "
+            f"stop it, or pass {option}=0 to pick a free port"
         )
-        return {
-            "id": task.id,
-            "workflow_id": task.workflow.id,
-            "task_source": task.source,
-            "task_status": status,
-            "created_at": self._wall(task.created),
-            "task_error": error,
-            "retry_count": 0,
-            "started_at": self._wall(started) if started is not None and started <= now else None,
-            "completed_at": self._wall(terminal.time) if terminal is not None else None,
-            "agent_id": "agent-gpu-01" if assigned else None,
-            "agent_labels": ["gpu", "rtx4090"] if assigned else None,
-            "gateway_id": "gw-emulator" if assigned else None,
-            "gpu_type": "NVIDIA GeForce RTX 4090" if assigned else None,
-            "dispatch_target": task.options.get("dispatch_target", task.workflow.dispatch_target),
-            "target_pool": task.options.get("target_pool", "team"),
-            "tool_type": task.workflow.tool_type,
-        }
-
-    def _result_json(self, task: TaskRecord, ttl: Optional[float] = None) -> Dict[str, Any]:
-        now = self.clock.now()
-        status, terminal = task.current(now)
-        result: Dict[str, Any] = {
-            "id": task.id,
-            "task_status": status,
-            "task_output": None,
-            "download_url": None,
-            "download_urls": None,
-            "expires_at": None,
-            "task_error": "",
-            "completed_at": self._wall(terminal.time) if terminal is not None else None,
-        }
-        if terminal is None or terminal.event == "cancelled":
-            return result
-        if terminal.event == "failed":
-            result["task_error"] = terminal.data.get("error", "")
-            return result
-        lifetime = self.url_ttl if ttl is None else ttl
-        urls = [(f.key, sign_url(self, "GET", f.storage_key, lifetime)) for f in task.outputs]
-        result["task_output"] = terminal.data.get("output")
-        result["expires_at"] = self._wall(now + lifetime)
-        if urls:
-            # The primary output; cloud tasks list every output by key too.
-            result["download_url"] = urls[0][1]
-            if task.workflow.dispatch_target == "comfy_cloud":
-                result["download_urls"] = dict(urls)
-        return result
-
-    def _presign_upload(self, name: str, size: int, content_type: str) -> Dict[str, Any]:
-        safe = (
-            "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[-100:] or "upload"
-        )
-        key = f"inputs/{uuid.uuid4().hex}/{safe}"
-        url = sign_url(self, "PUT", key, 3600.0, ("content-length", "host", "if-none-match"))
-        with self._lock:
-            self._upload_sizes[url.split("?")[0].split(self.storage_url, 1)[1]] = size
-        return {
-            "file_key": key,
-            "upload_url": url,
-            "upload_headers": {"Content-Length": str(size), "If-None-Match": "*"},
-        }
-
-    def _delivery_payload(self, task: Any, event_type: str) -> Dict[str, Any]:
-        result = self._result_json(task)
-        return {
-            "event_type": event_type,
-            "task_id": task.id,
-            "task_status": result["task_status"],
-            "task_output": result["task_output"],
-            "task_error": result["task_error"],
-            "timestamp": result["completed_at"],
-        }
-
-    def _new_secret(self) -> str:
-        return "whsec_" + secrets.token_hex(24)
-
-    def _validate_webhook(self, body: Any, *, creating: bool) -> Optional[str]:
-        if not isinstance(body, dict):
-            return "body must be a JSON object"
-        if creating:
-            for key in ("display_name", "webhook_url", "webhook_events"):
-                if key not in body:
-                    return f"{key} is required"
-        if "webhook_url" in body:
-            url = body["webhook_url"]
-            loopback = isinstance(url, str) and url.startswith(("http://127.", "http://localhost"))
-            if not isinstance(url, str) or not (url.startswith("https://") or loopback):
-                return "webhook_url must be an https:// URL"
-        if "webhook_events" in body:
-            events = body["webhook_events"]
-            allowed = {"task.completed", "task.failed"}
-            if not isinstance(events, list) or not events or not set(events) <= allowed:
-                return "webhook_events must be a non-empty subset of task.completed, task.failed"
-        return None
-
-    def _create_webhook(self, body: Dict[str, Any]) -> Dict[str, Any]:
-        hook_id = str(uuid.uuid4())
-        now = self.clock.now()
-        hook = {
-            "id": hook_id,
-            "display_name": body["display_name"],
-            "webhook_url": body["webhook_url"],
-            "webhook_events": list(body["webhook_events"]),
-            "webhook_secret": self._new_secret(),
-            "is_active": True,
-            "created_at": self._wall(now),
-            "updated_at": self._wall(now),
-            "_created": now,
-        }
-        with self._lock:
-            self._webhooks[hook_id] = hook
-        self._dispatcher.ensure_started()
-        return self._webhook_json(hook, secret=True)
-
-    @staticmethod
-    def _webhook_json(hook: Dict[str, Any], *, secret: bool) -> Dict[str, Any]:
-        data = {k: v for k, v in hook.items() if not k.startswith("_")}
-        if not secret:
-            data.pop("webhook_secret", None)
-        return data
-
-
-def _failing_with(message: str) -> Any:
-    def script(task: TaskRecord) -> List[Entry]:
-        entries = failing_script(task)
-        entries[-1].data["error"] = message
-        return entries
-
-    return script
+    else:
+        message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return OSError(exc.errno, message)
 
 
 def _url_host(host: str) -> str:

@@ -9,43 +9,17 @@ import struct
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._emulator import CyberunEmulator
+from ._records import RecordedRequest
+from ._world import World
 
-__all__ = ["Dropped", "Handler", "RecordedRequest", "Server", "StreamWriter"]
+__all__ = ["Dropped", "Handler", "Server", "StreamWriter"]
 
 _SENSITIVE = {"authorization", "proxy-authorization", "x-team-id", "cookie"}
 _MAX_BODY = 600 * 1024 * 1024
-
-
-@dataclass
-class RecordedRequest:
-    """One request the emulator received, credentials redacted.
-
-    ``headers`` keeps every header name; the values of ``Authorization``,
-    ``X-Team-ID`` and cookies are replaced by ``"[redacted]"``, so a test can
-    assert a credential was (or was not) sent without seeing it.
-    """
-
-    listener: str  # "api" or "storage"
-    method: str
-    path: str
-    query: Dict[str, str]
-    headers: Dict[str, str]
-    route: str = ""
-    task_id: Optional[str] = None
-    status: Optional[int] = None
-    time: float = field(default_factory=time.monotonic)
-
-    def header(self, name: str) -> Optional[str]:
-        """A header's (possibly redacted) value, looked up case-insensitively."""
-        lowered = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
 
 
 class Dropped(Exception):
@@ -64,9 +38,9 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: Tuple[str, int], handler: type, emulator: CyberunEmulator, listener: str
+        self, address: Tuple[str, int], handler: type, world: World, listener: str
     ) -> None:
-        self.emulator = emulator
+        self.world = world
         self.listener = listener
         self.connections: Set[socket.socket] = set()
         self.threads: Set[threading.Thread] = set()
@@ -133,8 +107,9 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     @property
-    def emulator(self) -> CyberunEmulator:
-        return self.server.emulator
+    def world(self) -> World:
+        """The emulated world this listener serves."""
+        return self.server.world
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is `emulator.requests`."""
@@ -173,14 +148,17 @@ class Handler(BaseHTTPRequestHandler):
                 for k, v in self.headers.items()
             },
         )
-        self.emulator._record(self.record)
+        self.world.record(self.record)
         self.request_id = "req_" + uuid.uuid4().hex[:16]
+        self.body_read: Optional[bytes] = None
         try:
             self.handle_request()
         except Dropped:
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
+        finally:
+            self.world.fire("answered", self.record, self.record.task_id)
 
     def handle_request(self) -> None:
         raise NotImplementedError
@@ -205,7 +183,14 @@ class Handler(BaseHTTPRequestHandler):
     # -- bodies -------------------------------------------------------------------------
 
     def read_body(self) -> bytes:
-        """The request body (Content-Length or chunked)."""
+        """The request body (Content-Length or chunked), read once."""
+        if self.body_read is None:
+            self.body_read = self._read_body()
+            if self.listener == "api":
+                self.record.body = self.body_read
+        return self.body_read
+
+    def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             parts: List[bytes] = []
             while True:

@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import time
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
-from urllib.parse import quote, unquote, urlencode
+from typing import Dict, Optional
+from urllib.parse import unquote
 
+from ._faults import Fault
 from ._http import Handler, StreamWriter
+from ._world import BUCKET
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._emulator import CyberunEmulator
+__all__ = ["StorageHandler"]
 
-__all__ = ["StorageHandler", "sign_url"]
-
-BUCKET = "cyberun-emulator"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _signature(
-    key: bytes, method: str, path: str, amz_date: str, expires: str, signed: str
-) -> str:
-    message = "\n".join((method, path, amz_date, expires, signed)).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def sign_url(
-    emulator: CyberunEmulator,
-    method: str,
-    object_key: str,
-    ttl: float,
-    signed_headers: Tuple[str, ...] = ("host",),
-) -> str:
-    """A presigned URL for ``object_key`` valid for ``ttl`` emulated seconds."""
-    path = f"/{BUCKET}/{quote(object_key)}"
-    amz_date = emulator._wall_datetime(emulator.clock.now()).strftime("%Y%m%dT%H%M%SZ")
-    expires = str(max(int(ttl), 0))
-    signed = ";".join(signed_headers)
-    signature = _signature(emulator._signing_key, method, path, amz_date, expires, signed)
-    query = urlencode(
-        {
-            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
-            "X-Amz-Credential": "EMULATOR/auto/s3/aws4_request",
-            "X-Amz-Date": amz_date,
-            "X-Amz-Expires": expires,
-            "X-Amz-SignedHeaders": signed,
-            "X-Amz-Signature": signature,
-        }
-    )
-    return f"{emulator.storage_url}{path}?{query}"
 
 
 def _s3_error(code: str, message: str) -> bytes:
@@ -90,7 +52,12 @@ class StorageHandler(Handler):
                 "Signature query string parameter or the Authorization header should be specified",
             )
             return
-        problem = self._check_signature()
+        problem = self.world.check_signature(
+            "GET" if self.command == "HEAD" else self.command,
+            self.path_only,
+            self.query,
+            self.headers,
+        )
         if problem is not None:
             self.read_body()
             self.s3_error(403, problem[0], problem[1])
@@ -104,10 +71,20 @@ class StorageHandler(Handler):
             self.s3_error(405, "MethodNotAllowed", "The specified method is not allowed")
 
     def _apply_request_faults(self) -> bool:
+        """Faults before answering; False when the request was answered (or cut)."""
         route = self.record.route
-        for fault in self.emulator.faults.take(("latency", "status"), route, self.record.task_id):
+        faults = self.world.faults.take(
+            ("latency", "status", "reset"),
+            route,
+            self.record.task_id,
+            # A download reset after N bytes is applied while writing the body.
+            where=lambda f: f.kind != "reset" or route == "upload" or f.get("after_bytes") is None,
+        )
+        for fault in faults:
             if fault.kind == "latency":
                 time.sleep(float(fault.get("seconds", 0.5)))
+            elif fault.kind == "reset":
+                self._reset_after(fault)
             else:
                 self.read_body()
                 status = int(fault.get("status", 503))
@@ -115,91 +92,67 @@ class StorageHandler(Handler):
                 if fault.get("retry_after") is not None:
                     headers["Retry-After"] = str(fault.get("retry_after"))
                 self.record.status = status
-                self.send_bytes(
-                    status, _s3_error("SlowDown", "injected failure"), "application/xml", headers
-                )
+                body = fault.get("body")
+                if body is not None:
+                    self.send_bytes(
+                        status, str(body).encode(), "text/plain; charset=utf-8", headers
+                    )
+                else:
+                    self.send_bytes(
+                        status,
+                        _s3_error("SlowDown", "injected failure"),
+                        "application/xml",
+                        headers,
+                    )
                 return False
         return True
 
-    def _check_signature(self) -> Optional[Tuple[str, str]]:
-        emulator = self.emulator
-        q = self.query
-        try:
-            amz_date = q["X-Amz-Date"]
-            expires = q["X-Amz-Expires"]
-            signed = q["X-Amz-SignedHeaders"]
-            given = q["X-Amz-Signature"]
-        except KeyError:
-            return (
-                "AccessDenied",
-                "Query-string authentication requires the signature parameters",
-            )
-        expected = _signature(
-            emulator._signing_key,
-            self.command if self.command != "HEAD" else "GET",
-            self.path_only,
-            amz_date,
-            expires,
-            signed,
-        )
-        if not hmac.compare_digest(expected, given):
-            return (
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided",
-            )
-        issued = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        issued_at = (issued - emulator._wall_base).total_seconds()
-        if emulator.clock.now() > issued_at + int(expires) + 1:
-            return ("AccessDenied", "Request has expired")
-        if "content-length" in signed.split(";") and self.command == "PUT":
-            declared = emulator._upload_sizes.get(self.path_only)
-            if self.headers.get("Content-Length") != str(declared):
-                return ("SignatureDoesNotMatch", "Content-Length is signed and does not match")
-        if "if-none-match" in signed.split(";") and self.headers.get("If-None-Match") != "*":
-            return ("SignatureDoesNotMatch", "If-None-Match is signed and is missing")
-        return None
+    def _reset_after(self, fault: Fault) -> None:
+        """Reset the connection, after reading the upload (or ``after_bytes`` of it)."""
+        limit = fault.get("after_bytes")
+        length = int(self.headers.get("Content-Length") or 0)
+        left = length if limit is None else min(int(limit), length)
+        while left > 0:
+            piece = self.rfile.read(min(65536, left))
+            if not piece:
+                break
+            left -= len(piece)
+        self.reset_connection()
 
     def _put(self, object_key: str) -> None:
-        body = self.read_body()
-        emulator = self.emulator
-        with emulator._lock:
-            if object_key in emulator._objects:
-                exists = True
-            else:
-                exists = False
-                emulator._objects[object_key] = (
-                    body,
-                    self.headers.get("Content-Type", "application/octet-stream"),
-                )
-        if exists:
+        world = self.world
+        if world.upload_target(self.path_only) != object_key:
+            self.read_body()
+            self.s3_error(403, "AccessDenied", "This URL was not issued for an upload")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        content_type = self.headers.get("Content-Type", "application/octet-stream")
+        stored = world.store_upload(object_key, self.rfile, length, content_type)
+        if stored is None:
+            self.read_body()
             self.s3_error(
                 412,
                 "PreconditionFailed",
                 "At least one of the pre-conditions you specified did not hold",
             )
             return
-        self.send_bytes(
-            200, b"", "application/xml", {"ETag": f'"{hashlib.md5(body).hexdigest()}"'}
-        )
+        self.send_bytes(200, b"", "application/xml", {"ETag": f'"{stored.etag}"'})
 
     def _get(self, object_key: str) -> None:
-        stored = self.emulator._objects.get(object_key)
-        if stored is None:
+        stored = self.world.stored(object_key)
+        if stored is None or not stored.readable:
             self.s3_error(404, "NoSuchKey", "The specified key does not exist.")
             return
-        content, content_type = stored
+        size = stored.size
         status = 200
-        headers: Dict[str, str] = {
-            "Accept-Ranges": "bytes",
-            "ETag": f'"{hashlib.md5(content).hexdigest()}"',
-        }
-        body = content
+        headers: Dict[str, str] = {"Accept-Ranges": "bytes", "ETag": f'"{stored.etag}"'}
+        start, end = 0, size - 1
         wanted = self.headers.get("Range")
         if wanted:
             found = _RANGE.match(wanted.strip())
-            start = int(found.group(1)) if found and found.group(1) else None
-            if found is None or start is None or start >= len(content):
-                headers["Content-Range"] = f"bytes */{len(content)}"
+            first = int(found.group(1)) if found and found.group(1) else None
+            if found is None or first is None or first >= size:
+                headers["Content-Range"] = f"bytes */{size}"
                 self.record.status = 416
                 self.send_bytes(
                     416,
@@ -208,21 +161,21 @@ class StorageHandler(Handler):
                     headers,
                 )
                 return
-            end = int(found.group(2)) if found.group(2) else len(content) - 1
-            end = min(end, len(content) - 1)
-            body = content[start : end + 1]
+            start = first
+            end = min(int(found.group(2)) if found.group(2) else size - 1, size - 1)
             status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = end - start + 1
         faults = {
             f.kind: f
-            for f in self.emulator.faults.take(
+            for f in self.world.faults.take(
                 ("truncate", "slow_drip", "reset"), "download", self.record.task_id
             )
         }
         self.record.status = status
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", stored.content_type)
+        self.send_header("Content-Length", str(length))
         self.send_header("X-Request-ID", self.request_id)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -233,15 +186,15 @@ class StorageHandler(Handler):
         writer = StreamWriter(
             self,
             chunked=False,
-            cut_after=int(cut.get("after_bytes", len(body) // 2)) if cut else None,
+            cut_after=int(cut.get("after_bytes", length // 2)) if cut else None,
             cut_how="reset" if cut is not None and cut.kind == "reset" else "drop",
             drip_delay=float(faults["slow_drip"].get("delay", 0.001))
             if "slow_drip" in faults
             else None,
-            stopping=self.emulator._stopping,
+            stopping=self.world.stopping,
         )
-        for offset in range(0, len(body), 16384):
-            writer.write(body[offset : offset + 16384])
+        for piece in stored.chunks(start, end):
+            writer.write(piece)
 
 
 def _task_of(object_key: str) -> Optional[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 import pytest
+from idmodes import IDS, SSE_IDS
 
 import cyberun
 from cyberun.testing import CyberunEmulator
 
 
-@pytest.fixture(params=[False, True], ids=["no-ids", "ids"])
+@pytest.fixture(params=SSE_IDS, ids=IDS)
 def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
     # Without ids (the documented server, the emulator's default) and with them.
     with CyberunEmulator(time_scale=0.02, sse_ids=request.param) as emulator:

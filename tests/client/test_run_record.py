@@ -111,7 +111,7 @@ def test_the_record_hashes_a_folder_and_a_file_object_as_uploaded(
         "gaussian-splat", {"images": photos, "iterations": 100}, download_to=tmp_path / "one"
     )
     images = json.loads((tmp_path / "one" / "cyberun-task.json").read_text())["parameters"]
-    uploaded = server._objects[outcome.task._uploads["images"].file_key][0]
+    uploaded = server.stored_bytes(outcome.task._uploads["images"].file_key)
     assert images["images"]["sha256"] == hashlib.sha256(uploaded).hexdigest()
     assert images["images"]["name"] == "photos.zip"
     data = b"PK\x05\x06" + b"\x00" * 18

@@ -122,7 +122,7 @@ def test_a_folder_for_a_zip_parameter_is_uploaded_as_a_zip_with_progress(
     assert task.wait().task_status == "completed"
     key = task._uploads["images"].file_key
     assert key.endswith("photos.zip")
-    content, _ = server._objects[key]
+    content = server.stored_bytes(key)
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         assert archive.namelist() == ["a.jpg", "b/c.jpg", "z.jpg"]
     done = [sent for _, sent, _ in progress]
@@ -170,7 +170,7 @@ def test_a_put_refused_is_sent_again_to_a_fresh_presigned_url(
     server.inject("status", route="upload", status=403)  # an expired upload URL
     key = client.upload_file(archive)
     assert routes(server, "presign") == 2 and storage_puts(server) == 2
-    assert server._objects[key][0] == archive.read_bytes()
+    assert server.stored_bytes(key) == archive.read_bytes()
 
 
 @pytest.mark.parametrize("transport", ["requests", "urllib3", "urllib"])
@@ -296,7 +296,7 @@ def test_a_400_naming_a_cached_input_uploads_it_again_and_resubmits_once(
     client = make_client(server, upload_cache=tmp_path / "cache")
     task = client.run("gaussian-splat", {"images": archive, "iterations": 100})
     old_key = task._uploads["images"].file_key
-    del server._objects[old_key]  # the service let the input go (inputs are kept one day)
+    assert server.delete_object(old_key)  # the service let the input go (inputs are kept one day)
     server.clear_logs()
     again = client.run("gaussian-splat", {"images": archive, "iterations": 100})
     runs = [r.status for r in server.requests if r.route == "run"]

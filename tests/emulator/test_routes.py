@@ -289,7 +289,9 @@ def test_multi_output_results_list_every_url(server: CyberunEmulator) -> None:
     api.events(task_id)
     result = api.call("GET", f"/tasks/{task_id}/result").json()
     assert set(result["download_urls"]) == {"9.images.0", "9.images.1", "9.images.2"}
-    assert result["download_url"] == result["download_urls"]["9.images.0"]
+    # Seed 004: download_url is the primary output of a task whose output has
+    # a storage_key; a cloud task's outputs are listed by key instead.
+    assert "storage_key" not in result["task_output"] and result["download_url"] is None
     assert all("s3_key" in meta for meta in result["task_output"].values())
     bodies = {request(url).body for url in result["download_urls"].values()}
     assert len(bodies) == 3 and all(b.startswith(b"\x89PNG") for b in bodies)

@@ -16,6 +16,7 @@ import random
 from typing import Iterator, List, Tuple
 
 import pytest
+from idmodes import IDS, SSE_IDS
 from rawhttp import Emu, stream
 
 import cyberun
@@ -66,7 +67,7 @@ def check(result: cyberun.TaskResult, seen: List[TaskEvent], offset: int) -> Non
     assert ranks == sorted(ranks) and len(ranks) == len(set(ranks)), (offset, ranks)
 
 
-@pytest.fixture(params=[True, False], ids=["ids", "no-ids"])
+@pytest.fixture(params=SSE_IDS, ids=IDS)
 def sweep(
     request: pytest.FixtureRequest,
 ) -> Iterator[Tuple[CyberunEmulator, cyberun.Client, bytes]]:

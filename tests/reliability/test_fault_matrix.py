@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple
 
 import pytest
+from idmodes import IDS, SSE_IDS
 
 import cyberun
 from cyberun.testing import FAULTS, CyberunEmulator, ManualClock
@@ -98,7 +99,7 @@ def test_every_emulator_fault_is_in_the_matrix() -> None:
     assert {fault.kind for fault in FAULT_CASES.values()} == set(FAULTS)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["no-ids", "ids"])
+@pytest.fixture(scope="module", params=SSE_IDS, ids=IDS)
 def server(request: pytest.FixtureRequest) -> Iterator[CyberunEmulator]:
     # Without ids (the documented server) and with them. Streams replay the
     # whole history, so every cell sees the same bytes whatever the timing.
