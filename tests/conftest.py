@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -33,6 +33,19 @@ settings.load_profile("quick" if os.environ.get("CYBERUN_HYPOTHESIS") == "quick"
 def sse_ids(request: pytest.FixtureRequest) -> bool:
     """Each emulator id mode in turn: documented (no ids), then ids with replay."""
     return bool(request.param)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> Optional[int]:
+    """``-n auto``: two workers per core, at most eight.
+
+    The suite mostly waits (on loopback sockets, emulated clocks, deadlines),
+    so one worker per core leaves the cores half idle (a load average of
+    about 1 on 2 cores with 2 workers). An explicit
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` is left to pytest-xdist.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return min(8, 2 * (os.cpu_count() or 1))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ SDK's models.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ._records import TERMINAL, Entry
@@ -57,6 +57,12 @@ class Step:
     kind: str
     after: float = 0.0
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _check_step(step: Step) -> None:
+    if step.kind not in _KINDS:
+        raise ValueError(f"unknown timeline step {step.kind!r}; known: {', '.join(_KINDS)}")
+    _check_after(step.after)
 
 
 def _check_after(after: float) -> float:
@@ -107,11 +113,7 @@ class Timeline:
 
     def __post_init__(self) -> None:
         for position, step in enumerate(self.steps):
-            if step.kind not in _KINDS:
-                raise ValueError(
-                    f"unknown timeline step {step.kind!r}; known: {', '.join(_KINDS)}"
-                )
-            _check_after(step.after)
+            _check_step(step)
             if step.kind in TERMINAL and position != len(self.steps) - 1:
                 raise ValueError(f"nothing may follow the terminal step {step.kind!r}")
 
@@ -122,7 +124,12 @@ class Timeline:
                 f"this timeline already ends with {self.steps[-1].kind!r}; "
                 "add steps before the terminal one"
             )
-        return replace(self, steps=(*self.steps, step))
+        _check_step(step)
+        # The steps before it were checked when this timeline was made: only
+        # the new one is (re-checking all of them made long timelines quadratic).
+        extended = object.__new__(Timeline)
+        object.__setattr__(extended, "steps", (*self.steps, step))
+        return extended
 
     # -- what the task does ------------------------------------------------------------
 
