@@ -9,6 +9,7 @@ import time
 from typing import List
 
 import pytest
+from idmodes import IDS, SSE_IDS
 
 import cyberun
 from cyberun import (
@@ -220,16 +221,32 @@ def test_a_stalled_stream_is_reconnected(make_client: ClientFactory) -> None:
     assert steps(events)[-1] == 10 and types(events)[-1] == "completed"
 
 
+@pytest.mark.parametrize("sse_ids", SSE_IDS, ids=IDS)
 def test_a_task_that_ends_during_a_stall_is_found_by_the_check(
-    server: CyberunEmulator, make_client: ClientFactory
+    make_client: ClientFactory, sse_ids: bool
 ) -> None:
-    client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
-    task = client.run("text-to-image", {"prompt": "x", "steps": 3})
-    server.inject("stall", route="events", task_id=task.id, seconds=3.0, after_events=1)
-    events = list(task.events())
-    assert types(events).count("completed") == 1 and types(events)[-1] == "completed"
-    assert routes(server, "task") == 1  # the check after the stall
-    assert routes(server, "events") == 2  # then the replay of what was missed
+    # A manual clock: the task ends exactly while the stream stalls, however
+    # loaded the machine (on a running clock it could end before the stream
+    # opened, and then there is no stall to find it in).
+    with CyberunEmulator(clock=ManualClock(), sse_ids=sse_ids) as server:
+        client = make_client(server, timeout=cyberun.Timeout(5, 0.3))
+        task = client.run("text-to-image", {"prompt": "x", "steps": 3})
+        server.inject("stall", route="events", task_id=task.id, seconds=3.0, after_events=1)
+
+        def end_during_the_stall() -> None:
+            give_up = time.monotonic() + 10
+            while routes(server, "events") < 1 and time.monotonic() < give_up:
+                time.sleep(0.01)
+            time.sleep(0.1)  # the first event is out, the stall (3 s) has begun
+            server.advance(100)
+
+        ender = threading.Thread(target=end_during_the_stall)
+        ender.start()
+        events = list(task.events())
+        ender.join()
+        assert types(events).count("completed") == 1 and types(events)[-1] == "completed"
+        assert routes(server, "task") == 1  # the check after the stall
+        assert routes(server, "events") == 2  # then the stream again, for the real end
 
 
 def test_with_ids_a_task_that_ended_while_disconnected_is_replayed_in_full(
