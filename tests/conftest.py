@@ -35,6 +35,7 @@ def sse_ids(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; unknown without it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> Optional[int]:
     """``-n auto``: two workers per core, at most eight.
 
