@@ -7,6 +7,7 @@ pause and close is the test's own.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import threading
 import time
 from typing import Any, Iterator, List
@@ -29,9 +30,13 @@ from .docserver import OTHER, TASK, DocServer, completed, event, progress, statu
 
 
 def client_for(server: DocServer, **options: Any) -> cyberun.Client:
+    # urllib3 where it is installed; the standard library's otherwise (tox -e minimal).
+    default = "urllib3" if importlib.util.find_spec("urllib3") else "urllib"
+    if options.get("transport") in ("requests", "urllib3"):
+        pytest.importorskip(options["transport"])
     settings: dict = {
         "base_url": server.url,
-        "transport": "urllib3",
+        "transport": default,
         "retry": cyberun.RetryPolicy(backoff=0.01),
     }
     settings.update(options)
