@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
 import pytest
 from hypothesis import HealthCheck, settings
 from idmodes import IDS, SSE_IDS
+
+if TYPE_CHECKING:
+    from cyberun.testing import CyberunEmulator
 
 # The package's own pytest plugin (the `cyberun_server` fixture) is loaded
 # from here rather than through its entry point (disabled by `-p no:cyberun`
@@ -64,3 +67,13 @@ def interruptible_children() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def env(server: CyberunEmulator, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
+    """The CLI's environment for the module's ``server`` fixture (no team id)."""
+    values = {"CYBERUN_API_KEY": server.api_key, "CYBERUN_BASE_URL": server.base_url}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CYBERUN_TEAM_ID", raising=False)
+    return values

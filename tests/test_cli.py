@@ -11,9 +11,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List
 
 import pytest
+from cliutil import cli
 
 import cyberun
 from cyberun.cli import _after_cancel, main
@@ -24,21 +25,6 @@ from cyberun.testing import CyberunEmulator
 def server() -> Iterator[CyberunEmulator]:
     with CyberunEmulator(time_scale=0.01) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def env(server: CyberunEmulator, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-    values = {"CYBERUN_API_KEY": server.api_key, "CYBERUN_BASE_URL": server.base_url}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("CYBERUN_TEAM_ID", raising=False)
-    return values
-
-
-def cli(*args: str) -> Tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def json_lines(text: str) -> List[dict]:  # type: ignore[type-arg]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator
 
 import pytest
+from cliutil import cli
 
-from cyberun.cli import EXIT_ERROR, EXIT_FAILED, EXIT_TERMINATED, main
+from cyberun.cli import EXIT_ERROR, EXIT_FAILED, EXIT_TERMINATED
 from cyberun.strategies._destination import is_temp_name
 from cyberun.testing import CyberunEmulator, ManualClock
 
@@ -22,21 +22,6 @@ from cyberun.testing import CyberunEmulator, ManualClock
 def server() -> Iterator[CyberunEmulator]:
     with CyberunEmulator(time_scale=0.01) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def env(server: CyberunEmulator, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-    values = {"CYBERUN_API_KEY": server.api_key, "CYBERUN_BASE_URL": server.base_url}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("CYBERUN_TEAM_ID", raising=False)
-    return values
-
-
-def cli(*args: str) -> Tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def runs(server: CyberunEmulator) -> int:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import ast
-import io
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Dict, Iterator, List, Set
 
 import pytest
+from cliutil import cli
 
 import cyberun
-from cyberun.cli import CLI_TERMS, cli_terms, main, typed_value
+from cyberun.cli import CLI_TERMS, cli_terms, typed_value
 from cyberun.testing import CyberunEmulator
 
 ESCAPES = "\x1b]0;pwned\x07\x1b]52;c;aGVsbG8=\x07\x1b[2J\x9b31m\u202e"
@@ -31,21 +31,6 @@ def server() -> Iterator[CyberunEmulator]:
             parameters=[{"key": "prompt", "type": "string", "label": f"P{ESCAPES}"}],
         )
         yield emulator
-
-
-@pytest.fixture
-def env(server: CyberunEmulator, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-    values = {"CYBERUN_API_KEY": server.api_key, "CYBERUN_BASE_URL": server.base_url}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("CYBERUN_TEAM_ID", raising=False)
-    return values
-
-
-def cli(*args: str) -> Tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def no_raw_controls(text: str) -> bool:
