@@ -37,6 +37,7 @@ This module imports nothing but [`cyberun.errors`][cyberun.errors]; it is usable
 
 from __future__ import annotations
 
+import re
 from itertools import repeat
 from typing import (
     Callable,
@@ -122,6 +123,15 @@ class ServerSentEvent(NamedTuple):
 # The interpreter's state between calls: data values, how many of them are
 # already joined, event type, last event ID, the event's retry and own id.
 _EventState = Tuple[List[str], int, str, str, Optional[int], Optional[str]]
+
+# One block of a live task stream's usual shape, at a line start: an
+# ``event: NAME`` and a ``data: VALUE`` line (after one ``id: ID`` line
+# without NUL, or not), or a comment line; then a blank line, which the end
+# of the text stands for at its end (the lines are joined with LF).
+_named_blocks = re.compile(
+    r"^(?:(id: )([^\n\x00]*)\n)?event: ([^\n]*)\ndata: ([^\n]*)\n(?:\n|\Z)|^(:)[^\n]*\n(?:\n|\Z)",
+    re.MULTILINE,
+).findall
 
 # Building the tuple directly skips the Python-level __new__ that NamedTuple
 # generates: dispatching is the parser's innermost operation.
@@ -445,6 +455,40 @@ class SSEParser:
             boundary_id = last_id
             # Then the lines after their last blank line, if any.
             lines = text[stop + 2 :].split("\n") if stop + 2 <= len(text) else []
+        elif (
+            len(text) > _BATCH_SIZE
+            and not (data or event_type or event_retry is not None or own_id is not None)
+            and text[0] in "ei:"
+        ):
+            # Recogniser: a run of blocks of the live shape (see _named_blocks),
+            # each field line in the spelling the rules below read as "id",
+            # "event" and "data" with the optional space removed. The blocks
+            # found start at line starts, so they are the whole text exactly
+            # when they account for all its line ends; if not, nothing built
+            # here is kept and the lines are read one by one.
+            built = len(events)
+            line_ends = 0
+            run_id = last_id
+            for has_id, value, name, payload, comment in _named_blocks(text):
+                if comment:
+                    line_ends += 2  # a comment, then a blank line: nothing to dispatch
+                    continue
+                line_ends += 3
+                if has_id:
+                    line_ends += 1
+                    run_id = value  # the id rule (the pattern admits no NUL)
+                events.append(
+                    _new_event(
+                        ServerSentEvent,
+                        (name or "message", payload, run_id, None, value if has_id else None),
+                    )
+                )
+            if line_ends == text.count("\n") + 1:
+                last_id = boundary_id = run_id
+                lines = []
+            else:
+                del events[built:]
+                lines = text.split("\n")
         else:
             lines = text.split("\n")
         for line in lines:

@@ -225,6 +225,46 @@ test_typed_blocks_match_reference, test_typed_blocks_match_reference_large_budge
 )
 
 
+# Streams in the live shape of a task stream (an optional id line, an event
+# line, one data line, a blank line; comments between), the parser's
+# recogniser for such runs, with near misses slipped in: the same fields
+# spelt otherwise, ids with NUL or empty, a line with a prefix, a second
+# data line, a retry. Still the reference's events, ids and retry.
+id_value = st.one_of(line_value, st.just(""), line_value.map(lambda value: value + "\x00"))
+live_block = st.tuples(st.none() | id_value, line_value, line_value).map(
+    lambda block: (
+        ("" if block[0] is None else f"id: {block[0]}\n")
+        + f"event: {block[1]}\ndata: {block[2]}\n\n"
+    ).encode("utf-8", "surrogatepass")
+)
+near_miss = st.sampled_from(
+    [
+        b": keep-alive\n\n",
+        b"xevent: a\ndata: b\n\n",
+        b"event:a\ndata:b\n\n",
+        b"id:1\nevent: a\ndata: b\n\n",
+        b"event: a\ndata: b\ndata: c\n\n",
+        b"data: b\nevent: a\n\n",
+        b"event: a\nid: 9\ndata: b\n\n",
+        b"retry: 5\n",
+        b"id: 3\n",
+        b"event: a\n",
+        b"data: open\n",
+        b":\n",
+        b"\n",
+    ]
+)
+live_run = st.lists(live_block, min_size=10, max_size=40).map(b"".join)
+mostly_live = st.lists(
+    st.one_of(live_run, live_run, live_run, live_block, near_miss, st.sampled_from(TOKENS)),
+    min_size=1,
+    max_size=6,
+).map(b"".join)
+
+test_live_blocks_match_reference, test_live_blocks_match_reference_large_budget = _both_budgets(
+    {"data": mostly_live, "cuts": cuts}, _matches_reference
+)
+
 # (4) On arbitrary bytes nothing is raised but the documented limit error.
 def _only_limit_errors(data: bytes, cuts: List[int], line: int, event: int) -> None:
     try:
