@@ -265,6 +265,7 @@ test_live_blocks_match_reference, test_live_blocks_match_reference_large_budget 
     {"data": mostly_live, "cuts": cuts}, _matches_reference
 )
 
+
 # (4) On arbitrary bytes nothing is raised but the documented limit error.
 def _only_limit_errors(data: bytes, cuts: List[int], line: int, event: int) -> None:
     try:
