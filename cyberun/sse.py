@@ -522,6 +522,8 @@ class SSEParser:
                 event_retry = own_id = None
             elif line.startswith("event: "):
                 event_type = line[7:]  # the event rule below, with its optional space
+            elif line.startswith("id: ") and "\x00" not in line:
+                last_id = own_id = line[4:]  # the id rule below, with its optional space
             elif line[0] == ":":
                 continue  # 9.2.6 "If the line starts with a U+003A COLON": a comment.
             else:
