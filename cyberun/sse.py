@@ -431,11 +431,14 @@ class SSEParser:
         """
         data, joined, event_type, last_id, event_retry, own_id = self._event
         boundary_id = self.last_event_id
+        # The recognisers below apply to long texts with no event open before them.
+        fresh = len(text) > _BATCH_SIZE and not (
+            data or event_type or event_retry is not None or own_id is not None
+        )
         if (
-            len(text) > _BATCH_SIZE
+            fresh
             and text.startswith("data: ")
             and text.find("\n", 6, _BATCH_SIZE) > 0  # not one long line
-            and not (data or event_type or event_retry is not None or own_id is not None)
             and (stop := _data_only_end(text))
         ):
             # Recogniser: a run of events that are one "data: " line each,
@@ -456,9 +459,11 @@ class SSEParser:
             # Then the lines after their last blank line, if any.
             lines = text[stop + 2 :].split("\n") if stop + 2 <= len(text) else []
         elif (
-            len(text) > _BATCH_SIZE
-            and not (data or event_type or event_retry is not None or own_id is not None)
+            fresh
             and text[0] in "ei:"
+            # At most one data line per block (a cheap test that spares the
+            # regex pass on events of many data lines, which never match).
+            and text.count("\ndata: ") <= text.count("\n\n") + 1
         ):
             # Recogniser: a run of blocks of the live shape (see _named_blocks),
             # each field line in the spelling the rules below read as "id",
